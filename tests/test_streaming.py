@@ -1,0 +1,184 @@
+"""Causal Cache: streamed encode/decode equals direct inference for every split and length."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from wfvae_cli.errors import WfvaeError
+from wfvae_cli.model import WFVAE
+
+from .conftest import EIGHT_X, tiny_model
+
+ATOL = 1e-5
+LENGTHS = [1, 5, 9, 17, 33, 65]
+PRIMES = [2, 3, 5, 7, 11, 13]
+
+
+def _splits(total: int, kind: str, rng: random.Random) -> list[int]:
+    if kind == "ones":
+        return [1] * total
+    if kind == "whole":
+        return [total]
+    sizes, i = [], 0
+    pool = PRIMES if kind == "primes" else list(range(1, 12))
+    while i < total:
+        n = min(rng.choice(pool), total - i)
+        sizes.append(n)
+        i += n
+    return sizes
+
+
+def _stream_encode(model: WFVAE, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    outs, i = [], 0
+    with model.stream_encoder() as enc:
+        for n in sizes:
+            outs.append(enc.push(x[:, :, i : i + n]).mean)
+            i += n
+        outs.append(enc.flush().mean)
+    return torch.cat(outs, dim=2)
+
+
+def _stream_decode(model: WFVAE, z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    outs, i = [], 0
+    with model.stream_decoder() as dec:
+        for n in sizes:
+            outs.append(dec.push(z[:, :, i : i + n]))
+            i += n
+        outs.append(dec.flush())
+    return torch.cat(outs, dim=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=1)
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("kind", ["ones", "primes", "random", "whole"])
+@torch.no_grad()
+def test_stream_equals_direct(model, length, kind):
+    rng = random.Random(length * 31 + len(kind))
+    x = torch.rand(1, 3, length, 16, 24, generator=torch.Generator().manual_seed(length)) * 2 - 1
+    direct = model.encode(x)
+    streamed = _stream_encode(model, x, _splits(length, kind, rng))
+    assert streamed.shape == direct.mean.shape
+    assert (streamed - direct.mean).abs().max().item() < ATOL
+
+    z = direct.mean
+    decoded = model.decode(z)
+    assert decoded.shape[2] == length
+    streamed_dec = _stream_decode(model, z, _splits(z.shape[2], kind, rng))
+    assert streamed_dec.shape == decoded.shape
+    assert (streamed_dec - decoded).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4, 7, 8, 16])
+@torch.no_grad()
+def test_chunk_frames_argument(model, chunk):
+    x = torch.rand(2, 3, 33, 16, 16) * 2 - 1
+    direct = model.encode(x)
+    chunked = model.encode(x, chunk_frames=chunk)
+    assert (chunked.mean - direct.mean).abs().max().item() < ATOL
+    assert (chunked.logvar - direct.logvar).abs().max().item() < ATOL
+    assert (model.decode(direct.mean, chunk_frames=chunk) - model.decode(direct.mean)).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("t_interpolation", ["trilinear", "nearest"])
+@torch.no_grad()
+def test_eight_x_variant_streams_exactly(t_interpolation):
+    model = tiny_model(seed=2, t_interpolation=t_interpolation, **EIGHT_X)
+    for length in (1, 9, 17, 33):
+        x = torch.rand(1, 3, length, 16, 16) * 2 - 1
+        direct = model.encode(x)
+        assert direct.mean.shape[2] == (length - 1) // 8 + 1
+        streamed = _stream_encode(model, x, _splits(length, "random", random.Random(length)))
+        assert (streamed - direct.mean).abs().max().item() < ATOL
+        decoded = model.decode(direct.mean)
+        assert decoded.shape[2] == length
+        sd = _stream_decode(model, direct.mean, [1] * direct.mean.shape[2])
+        assert (sd - decoded).abs().max().item() < ATOL
+
+
+@torch.no_grad()
+def test_many_lengths_in_one_process(model):
+    """The official model latches the first tiled length; sessions here are independent."""
+    for length in (33, 9, 17, 1, 65, 5):
+        x = torch.rand(1, 3, length, 16, 16) * 2 - 1
+        assert (model.encode(x, chunk_frames=4).mean - model.encode(x).mean).abs().max().item() < ATOL
+
+
+@torch.no_grad()
+def test_sessions_interleave(model):
+    xa, xb = torch.rand(1, 3, 17, 16, 16), torch.rand(1, 3, 9, 16, 16)
+    with model.stream_encoder() as a, model.stream_encoder() as b:
+        parts_a = [a.push(xa[:, :, :5]).mean]
+        parts_b = [b.push(xb[:, :, :4]).mean]
+        parts_a += [a.push(xa[:, :, 5:]).mean, a.flush().mean]
+        parts_b += [b.push(xb[:, :, 4:]).mean, b.flush().mean]
+    assert (torch.cat(parts_a, 2) - model.encode(xa).mean).abs().max() < ATOL
+    assert (torch.cat(parts_b, 2) - model.encode(xb).mean).abs().max() < ATOL
+
+
+class TestLengthPolicy:
+    @torch.no_grad()
+    def test_error_is_default(self, model):
+        x = torch.rand(1, 3, 16, 16, 16)
+        with pytest.raises(WfvaeError, match="16 frames.*4k\\+1"):
+            model.encode(x)
+        with pytest.raises(WfvaeError, match="16 frames"):
+            model.encode(x, chunk_frames=4)
+
+    @torch.no_grad()
+    def test_trim_drops_trailing_frames(self, model):
+        x = torch.rand(1, 3, 16, 16, 16)
+        with pytest.warns(UserWarning, match="dropping the last 3"):
+            trimmed = model.encode(x, length_policy="trim")
+        assert (trimmed.mean - model.encode(x[:, :, :13]).mean).abs().max() < ATOL
+        with pytest.warns(UserWarning):
+            chunked = model.encode(x, chunk_frames=3, length_policy="trim")
+        assert (chunked.mean - trimmed.mean).abs().max() < ATOL
+
+    @torch.no_grad()
+    def test_pad_repeats_last_frame(self, model):
+        x = torch.rand(1, 3, 15, 16, 16)
+        padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1, -1)], dim=2)
+        expected = model.encode(padded).mean
+        assert expected.shape[2] == 5
+        assert (model.encode(x, length_policy="pad").mean - expected).abs().max() < ATOL
+        assert (model.encode(x, chunk_frames=2, length_policy="pad").mean - expected).abs().max() < ATOL
+
+
+@torch.no_grad()
+def test_stream_memory_is_bounded(model):
+    """The cache holds a few frames per layer, independent of how many frames went through."""
+    sizes = []
+    with model.stream_encoder(chunk_frames=8) as enc:
+        for _ in range(8):
+            enc.push(torch.rand(1, 3, 8, 16, 16))
+            sizes.append(enc.cache.nbytes())
+    assert max(sizes) == min(sizes[1:]) and sizes[-1] < 64 * 1024
+
+
+def test_groupnorm_model_refuses_streaming():
+    from .conftest import tiny_config
+
+    model = WFVAE(
+        tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32, decoder_energy_flow_hidden_size=32)
+    ).eval()
+    x = torch.rand(1, 3, 5, 16, 16)
+    with torch.no_grad():
+        model.encode(x)  # direct works
+        with pytest.raises(WfvaeError, match="groupnorm"):
+            model.encode(x, chunk_frames=4)
+
+
+def test_closed_session_cannot_be_reused(model):
+    enc = model.stream_encoder()
+    with torch.no_grad():
+        enc.push(torch.rand(1, 3, 5, 16, 16))
+        enc.flush()
+    with pytest.raises(RuntimeError, match="closed"):
+        enc.push(torch.rand(1, 3, 4, 16, 16))

@@ -1,0 +1,1 @@
+"""Typer commands. Each is a thin layer: parse options, call the library, render with Rich."""

@@ -1,0 +1,285 @@
+"""WF-VAE building blocks, with the official module and parameter names.
+
+Every block takes a (B, C, T, H, W) tensor and an optional :class:`CausalCache`. The "2D" blocks of
+the official code run per frame; here they keep their 2D ``nn.Conv2d`` parameters (so checkpoints
+load) but are applied to the 5D tensor as a 3D convolution with a temporal kernel of 1, which is
+the same computation without the (B, C, T, H, W) -> (B*T, C, H, W) permute-and-copy round trip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wfvae_cli.model.cache import CausalCache, causal_window, empty_frames, frames
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    return F.silu(x)
+
+
+def _frame_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """Apply a 2D conv to every frame of a 5D tensor (temporal kernel 1: a view of the 4D weight)."""
+    stride = conv.stride if isinstance(conv.stride, tuple) else (conv.stride, conv.stride)
+    pad = conv.padding if isinstance(conv.padding, tuple) else (conv.padding, conv.padding)
+    if frames(x) == 0:
+        kh, kw = conv.kernel_size
+        h = (x.shape[3] + 2 * pad[0] - kh) // stride[0] + 1
+        w = (x.shape[4] + 2 * pad[1] - kw) // stride[1] + 1
+        return empty_frames(x, conv.out_channels, h, w)
+    return F.conv3d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, *stride), padding=(0, *pad))
+
+
+class Conv2d(nn.Conv2d):
+    """The official per-frame ``Conv2d`` (keys ``<name>.weight``/``.bias``)."""
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:  # type: ignore[override]
+        return _frame_conv(x, self)
+
+
+class CausalConv3d(nn.Module):
+    """3D conv, causal in time: replicate frame 0 ``kt-1`` times in front; zero padding in space.
+
+    Keys ``<name>.conv.weight``/``.conv.bias``. With a cache, the unconsumed tail frames carry over
+    between chunks (see :func:`causal_window`).
+    """
+
+    def __init__(
+        self,
+        chan_in: int,
+        chan_out: int,
+        kernel_size: int | tuple[int, int, int],
+        stride: int | tuple[int, int, int] = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        k = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
+        s = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        self.kernel_t, self.stride_t = k[0], s[0]
+        self.conv = nn.Conv3d(chan_in, chan_out, k, stride=s, padding=(0, padding, padding), bias=bias)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        window = causal_window(self, x, cache, self.kernel_t, self.stride_t)
+        if window is None:
+            c = self.conv
+            h = (x.shape[3] + 2 * c.padding[1] - c.kernel_size[1]) // c.stride[1] + 1
+            w = (x.shape[4] + 2 * c.padding[2] - c.kernel_size[2]) // c.stride[2] + 1
+            return empty_frames(x, c.out_channels, h, w)
+        return self.conv(window)
+
+
+class LayerNormChannels(nn.Module):
+    """LayerNorm over channels only (each (b, t, h, w) position separately), eps 1e-6.
+
+    Keys ``<name>.norm.weight``/``.norm.bias``. Computed in place along dim 1 instead of the official
+    permute -> LayerNorm -> permute, which would copy the activation twice.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps, elementwise_affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == 0:
+            return x
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+        y = (x - mean) * torch.rsqrt(var + self.norm.eps)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(self.norm.bias.view(shape), y, self.norm.weight.view(shape))
+
+
+def normalize(channels: int, norm_type: str) -> nn.Module:
+    """The official ``Normalize``: our channel LayerNorm, or ``nn.GroupNorm(32)`` used directly."""
+    if norm_type == "layernorm":
+        return LayerNormChannels(channels)
+    return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock3D(nn.Module):
+    """norm1 -> swish -> conv1 -> norm2 -> swish -> dropout -> conv2, plus a (1x1x1) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, norm_type: str = "layernorm") -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm1 = normalize(in_channels, norm_type)
+        self.conv1 = CausalConv3d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = normalize(out_channels, norm_type)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = CausalConv3d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = CausalConv3d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        h = self.conv1(swish(self.norm1(x)), cache)
+        h = self.conv2(self.dropout(swish(self.norm2(h))), cache)
+        if self.in_channels != self.out_channels:
+            x = self.nin_shortcut(x, cache)
+        return x + h
+
+
+class ResnetBlock2D(nn.Module):
+    """The per-frame resnet block of the encoder's first level (plain ``nn.Conv2d`` 3x3 convs)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, norm_type: str = "layernorm") -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm1 = normalize(in_channels, norm_type)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = normalize(out_channels, norm_type)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        h = _frame_conv(swish(self.norm1(x)), self.conv1)
+        h = _frame_conv(self.dropout(swish(self.norm2(h))), self.conv2)
+        if self.in_channels != self.out_channels:
+            x = _frame_conv(x, self.nin_shortcut)
+        return x + h
+
+
+class AttnBlock3DFix(nn.Module):
+    """Single-head self-attention within each frame (no temporal mixing), residual.
+
+    q/k/v/proj_out are 1x1x1 convs in the checkpoint; they are applied as one fused linear map on a
+    channels-last view, which avoids four separate conv calls and the permutes around the attention.
+    """
+
+    def __init__(self, channels: int, norm_type: str = "layernorm") -> None:
+        super().__init__()
+        self.norm = normalize(channels, norm_type)
+        self.q = CausalConv3d(channels, channels, 1)
+        self.k = CausalConv3d(channels, channels, 1)
+        self.v = CausalConv3d(channels, channels, 1)
+        self.proj_out = CausalConv3d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        if t == 0:
+            return x
+        hs = self.norm(x).permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
+        weight = torch.cat([self.q.conv.weight, self.k.conv.weight, self.v.conv.weight]).flatten(1)
+        bias = torch.cat([self.q.conv.bias, self.k.conv.bias, self.v.conv.bias])
+        q, k, v = F.linear(hs, weight, bias).chunk(3, dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.linear(out, self.proj_out.conv.weight.flatten(1), self.proj_out.conv.bias)
+        return x + out.view(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+class Downsample(nn.Module):
+    """Per-frame spatial /2: zero-pad right and bottom by 1, 3x3 conv with stride 2 (key ``conv.weight``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **_: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        if frames(x) == 0:
+            return empty_frames(x, self.conv.out_channels, x.shape[3] // 2, x.shape[4] // 2)
+        return _frame_conv(F.pad(x, (0, 1, 0, 1)), self.conv)
+
+
+class Spatial2xTime2x3DDownsample(nn.Module):
+    """Space and time /2: zero-pad right/bottom by 1, causal 3x3x3 conv with stride 2 (key ``conv.conv.weight``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **_: object) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(in_channels, out_channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)), cache)
+
+
+class Upsample(nn.Module):
+    """Per-frame spatial x2: nearest interpolation, then a 3x3 conv (key ``conv.weight``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **_: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        if frames(x) == 0:
+            return empty_frames(x, self.conv.out_channels, 2 * x.shape[3], 2 * x.shape[4])
+        return _frame_conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), self.conv)
+
+
+def _interpolate_time(seq: torch.Tensor, prev: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+    """Temporal x2 linear interpolation (align_corners=False) of ``seq`` given its neighbours.
+
+    Output frame 2i is 0.25*r[i-1] + 0.75*r[i] and 2i+1 is 0.75*r[i] + 0.25*r[i+1], which is what
+    ``F.interpolate(mode="trilinear", scale_factor=(2,1,1))`` computes, with the out-of-range
+    neighbours given explicitly: at the ends of a video they are the edge frames themselves (clamping).
+    """
+    left = torch.cat([prev, seq[:, :, :-1]], dim=2)
+    right = torch.cat([seq[:, :, 1:], nxt], dim=2)
+    even = 0.25 * left + 0.75 * seq
+    odd = 0.75 * seq + 0.25 * right
+    return torch.stack([even, odd], dim=3).flatten(2, 3)
+
+
+class Spatial2xTime2x3DUpsample(nn.Module):
+    """Space and time x2: frame 0 is upsampled in space only; frames 1.. are interpolated x2 in time
+    (``t_interpolation``) then x2 in space (bilinear), giving 2T-1 frames; then a causal 3x3x3 conv.
+
+    Linear temporal interpolation needs the next frame, so while streaming the last frame received
+    is held back until the next chunk (or the end of the stream) arrives. ``depth`` is accepted for
+    config compatibility; the explicit look-ahead makes it unnecessary here.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, t_interpolation: str = "nearest", depth: int = 0) -> None:
+        super().__init__()
+        self.t_interpolation = t_interpolation
+        self.depth = depth
+        self.conv = CausalConv3d(in_channels, out_channels, 3, padding=1)
+
+    def _time_upsample(self, x: torch.Tensor, cache: CausalCache | None) -> torch.Tensor:
+        """Frames of the temporally upsampled (still low-resolution) sequence that can be emitted now."""
+        final = cache is None or cache.final
+        started, held, prev = (False, None, None) if cache is None else cache.get(self, (False, None, None))
+        parts: list[torch.Tensor] = []
+        if not started and frames(x) > 0:
+            parts.append(x[:, :, :1])
+            x, started = x[:, :, 1:], True
+        seq = x if held is None else torch.cat([held, x], dim=2)
+        if frames(seq) > 0:
+            if self.t_interpolation == "nearest":
+                parts.append(seq.repeat_interleave(2, dim=2))
+                held = prev = None
+            else:
+                first_prev = seq[:, :, :1] if prev is None else prev
+                if final:
+                    parts.append(_interpolate_time(seq, first_prev, seq[:, :, -1:]))
+                    held = prev = None
+                else:
+                    ready = seq[:, :, :-1]
+                    if frames(ready) > 0:
+                        parts.append(_interpolate_time(ready, first_prev, seq[:, :, -1:]))
+                        prev = ready[:, :, -1:].clone()
+                    else:
+                        prev = first_prev.clone() if prev is None else prev
+                    held = seq[:, :, -1:].clone()
+        if cache is not None:
+            cache[self] = (started, held, prev)
+        if not parts:
+            return x[:, :, :0]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        low = self._time_upsample(x, cache)
+        if frames(low) == 0:
+            up = empty_frames(x, x.shape[1], 2 * x.shape[3], 2 * x.shape[4])
+        else:
+            up = F.interpolate(low, scale_factor=(1, 2, 2), mode="trilinear", align_corners=False)
+        return self.conv(up, cache)
+
+
+class Sequential(nn.Sequential):
+    """``nn.Sequential`` that threads the Causal Cache through its children."""
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:  # type: ignore[override]
+        for module in self:
+            x = module(x, cache)
+        return x

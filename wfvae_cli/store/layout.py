@@ -1,0 +1,204 @@
+"""The on-disk layout of format version 1: array names, dtypes, chunking, sharding and codecs.
+
+Everything that decides *where bytes go* lives here, so that docs/store-format.md has one module to
+match. Three kinds of per-bucket arrays, chunked differently on purpose:
+
+* latents (``mean``/``logvar`` or ``sample``): one sample per chunk, ``shard_size`` samples per shard;
+  written only by the owner of that shard.
+* mutable index arrays (``status``, ``error``, ``encode_seconds``): one chunk per latent shard and no
+  sharding, so the owner of latent shard *k* is also the only writer of chunk *k* of these arrays.
+* immutable index arrays (``source``, ``clip_start``...): written once by the coordinator in
+  :func:`write_index`, so they may pack many chunks into large shards (few files).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
+from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.plan import BucketPlan
+
+BUCKETS_GROUP = "buckets"
+LOCKS_DIR = ".locks"  # inside the status array's directory; zarr never lists it
+IMMUTABLE_SHARD_ROWS = 65536  # rows per shard of the coordinator-written index arrays
+
+
+class Status(enum.IntEnum):
+    """Per-sample state in the ``status`` array. Only the shard owner changes it."""
+
+    PENDING = 0  # planned; latents absent or not yet trusted
+    DONE = 1  # latents fully written (and synced) before this value was written
+    FAILED = 2  # gave up on this sample; ``error`` says why
+
+
+@dataclass(frozen=True)
+class Compression:
+    """Codec of the latent chunks.
+
+    ``zstd`` is the zarr v3 core codec (readable everywhere); ``blosc-zstd`` adds a bit-shuffle that
+    usually compresses float latents a few percent better. Each chunk also carries a crc32c checksum so
+    a corrupted sample is detected (and pinpointed) on read instead of decoding to garbage.
+    """
+
+    name: Literal["zstd", "blosc-zstd"] = "zstd"
+    level: int = 3
+
+    def codecs(self) -> list[Any]:
+        if self.name == "zstd":
+            main: Any = ZstdCodec(level=self.level)
+        elif self.name == "blosc-zstd":
+            main = BloscCodec(cname="zstd", clevel=self.level, shuffle="bitshuffle")
+        else:
+            raise StoreError(f"unknown compression {self.name!r}; use 'zstd' or 'blosc-zstd'")
+        return [main, Crc32cCodec()]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """dtype and fill value of one per-sample index array (its rows are samples)."""
+
+    dtype: Any
+    fill_value: Any
+    mutable: bool
+
+
+#: Per-sample index arrays of a bucket. frame_indices is 2-D (N, frames); all others are 1-D (N,).
+INDEX_ARRAYS: Mapping[str, ArraySpec] = {
+    "source": ArraySpec(str, "", mutable=False),
+    "caption": ArraySpec(str, "", mutable=False),
+    "clip_start": ArraySpec("int64", 0, mutable=False),
+    "clip_end": ArraySpec("int64", 0, mutable=False),
+    "frame_indices": ArraySpec("int64", -1, mutable=False),
+    "fps": ArraySpec("float64", 0.0, mutable=False),
+    "width": ArraySpec("int32", 0, mutable=False),
+    "height": ArraySpec("int32", 0, mutable=False),
+    "status": ArraySpec("uint8", int(Status.PENDING), mutable=True),
+    "error": ArraySpec(str, "", mutable=True),
+    "encode_seconds": ArraySpec("float32", float("nan"), mutable=True),
+}
+MUTABLE_ARRAYS = tuple(name for name, spec in INDEX_ARRAYS.items() if spec.mutable)
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """Static layout of one bucket, as recorded in its group attributes."""
+
+    bucket_id: str
+    latent_shape: tuple[int, int, int, int]
+    num_samples: int
+    shard_size: int
+    num_frames: int
+
+    @property
+    def num_shards(self) -> int:
+        return math.ceil(self.num_samples / self.shard_size)
+
+    def shard_range(self, shard: int) -> range:
+        """Rows owned by ``shard``; the last shard may be shorter."""
+        if not 0 <= shard < self.num_shards:
+            raise StoreError(f"bucket {self.bucket_id} has shards 0..{self.num_shards - 1}, not {shard}")
+        start = shard * self.shard_size
+        return range(start, min(start + self.shard_size, self.num_samples))
+
+    def shard_of(self, index: int) -> int:
+        """The shard that owns row ``index``."""
+        if not 0 <= index < self.num_samples:
+            raise StoreError(f"bucket {self.bucket_id} has rows 0..{self.num_samples - 1}, not {index}")
+        return index // self.shard_size
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "latent_shape": list(self.latent_shape),
+            "num_samples": self.num_samples,
+            "shard_size": self.shard_size,
+            "num_frames": self.num_frames,
+        }
+
+    @classmethod
+    def from_attrs(cls, bucket_id: str, attrs: Mapping[str, Any]) -> BucketInfo:
+        shape = tuple(int(d) for d in attrs["latent_shape"])
+        return cls(
+            bucket_id=bucket_id,
+            latent_shape=(shape[0], shape[1], shape[2], shape[3]),
+            num_samples=int(attrs["num_samples"]),
+            shard_size=int(attrs["shard_size"]),
+            num_frames=int(attrs["num_frames"]),
+        )
+
+
+def to_str_list(values: np.ndarray) -> list[str]:
+    """zarr 3 returns string arrays as numpy ``StringDType``; hand Python ``str`` to callers."""
+    return [str(v) for v in np.asarray(values).reshape(-1).tolist()]
+
+
+def to_str(value: np.ndarray | str) -> str:
+    """One element of a string array (a 0-d ``StringDType`` array from zarr) as a Python ``str``."""
+    return str(np.asarray(value).reshape(-1)[0]) if not isinstance(value, str) else value
+
+
+def create_bucket(
+    parent: zarr.Group,
+    plan: BucketPlan,
+    *,
+    latent_names: tuple[str, ...],
+    dtype: str,
+    compression: Compression,
+) -> BucketInfo:
+    """Create one bucket's group and empty arrays; return its layout. Index rows come from :func:`write_index`."""
+    n = len(plan.samples)
+    info = BucketInfo(
+        bucket_id=plan.bucket_id,
+        latent_shape=plan.latent_shape,
+        num_samples=n,
+        shard_size=plan.resolved_shard_size(np.dtype(dtype).itemsize),
+        num_frames=plan.num_frames,
+    )
+    group = parent.create_group(plan.bucket_id, attributes=info.to_attrs())
+    s = info.shard_size
+    for name in latent_names:
+        group.create_array(
+            name,
+            shape=(n, *info.latent_shape),
+            chunks=(1, *info.latent_shape),
+            shards=(s, *info.latent_shape),
+            dtype=dtype,
+            # NaN fill: a "done" sample whose chunk went missing reads as NaN, which verify() flags.
+            fill_value=float("nan"),
+            compressors=compression.codecs(),
+            dimension_names=("sample", "channel", "time", "height", "width"),
+        )
+    immutable_shard = s * max(1, min(math.ceil(n / s), IMMUTABLE_SHARD_ROWS // s))
+    for name, spec in INDEX_ARRAYS.items():
+        trailing = (info.num_frames,) if name == "frame_indices" else ()
+        group.create_array(
+            name,
+            shape=(n, *trailing),
+            chunks=(s, *trailing),
+            shards=None if spec.mutable else (immutable_shard, *trailing),
+            dtype=spec.dtype,
+            fill_value=spec.fill_value,
+            compressors=[ZstdCodec(level=3)],
+            dimension_names=("sample", "frame")[: 1 + len(trailing)],
+        )
+    return info
+
+
+def write_index(group: zarr.Group, plan: BucketPlan) -> None:
+    """Write the immutable index rows of a freshly created bucket (status stays at its PENDING fill)."""
+    rows = plan.samples
+    group["source"][:] = np.array([r.source for r in rows], dtype=np.dtypes.StringDType())
+    group["caption"][:] = np.array([r.caption for r in rows], dtype=np.dtypes.StringDType())
+    group["clip_start"][:] = np.array([r.clip_start for r in rows], dtype=np.int64)
+    group["clip_end"][:] = np.array([r.clip_end for r in rows], dtype=np.int64)
+    group["frame_indices"][:] = np.array([r.frame_indices for r in rows], dtype=np.int64)
+    group["fps"][:] = np.array([r.fps for r in rows], dtype=np.float64)
+    group["width"][:] = np.array([r.width for r in rows], dtype=np.int32)
+    group["height"][:] = np.array([r.height for r in rows], dtype=np.int32)

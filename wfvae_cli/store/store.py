@@ -1,0 +1,362 @@
+"""Create and open latent stores: the coordinator's side (plan, resume, finalize) and the reader's side.
+
+One :class:`LatentStore` class serves both: every mode can read; ``mode="r+"`` additionally allows the
+writes, which all go through a :class:`~wfvae_cli.store.writer.ShardWriter` so the shard-ownership rule
+holds whichever entry point a caller uses. Only local file-system paths are supported (ownership
+locks and durable syncs need a real directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+
+from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.layout import (
+    BUCKETS_GROUP,
+    LOCKS_DIR,
+    BucketInfo,
+    Compression,
+    Status,
+    create_bucket,
+    to_str,
+    to_str_list,
+    write_index,
+)
+from wfvae_cli.store.locks import ShardLock
+from wfvae_cli.store.meta import StoreMeta, utc_now
+from wfvae_cli.store.plan import BucketPlan, SampleRecord
+from wfvae_cli.store.writer import ShardWriter
+
+Mode = Literal["r", "r+"]
+
+
+class LatentStore:
+    """An opened store. Use :func:`create_store` or :func:`open_store` rather than the constructor.
+
+    Reading (all modes): ``len(store)`` counts *done* samples across buckets, ``store[i]`` returns the
+    i-th done sample (buckets in plan order, rows ascending) as a dict of numpy arrays and Python
+    scalars. The done-list is a snapshot taken on first use; :meth:`refresh` retakes it.
+
+    Writing (``"r+"``): :meth:`shard_writer` for pipelines, :meth:`write_block` / :meth:`write_sample`
+    / :meth:`mark_failed` as one-shot helpers (each owns the shard for the duration of the call).
+    """
+
+    def __init__(self, path: Path, root: zarr.Group, mode: Mode) -> None:
+        self.path = path
+        self.mode = mode
+        self._root = root
+        self.meta = StoreMeta.from_attrs(root.attrs.asdict(), path=path)
+        bucket_ids = root.attrs.get("buckets")
+        if not isinstance(bucket_ids, list):
+            raise StoreError(f"{path} has no 'buckets' root attribute; the store is damaged, re-encode it")
+        self.buckets: dict[str, BucketInfo] = {
+            b: BucketInfo.from_attrs(b, root[f"{BUCKETS_GROUP}/{b}"].attrs.asdict()) for b in bucket_ids
+        }
+        self._arrays: dict[tuple[str, str], zarr.Array] = {}
+        self._done: list[tuple[str, np.ndarray]] | None = None
+        self._offsets: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ layout
+    def info(self, bucket: str) -> BucketInfo:
+        try:
+            return self.buckets[bucket]
+        except KeyError:
+            raise StoreError(f"{self.path} has no bucket {bucket!r}; it has {sorted(self.buckets)}") from None
+
+    def array(self, bucket: str, name: str) -> zarr.Array:
+        """The zarr array ``buckets/<bucket>/<name>`` (handles are cached per store object)."""
+        key = (bucket, name)
+        if key not in self._arrays:
+            self.info(bucket)
+            node = self._root[f"{BUCKETS_GROUP}/{bucket}/{name}"]
+            assert isinstance(node, zarr.Array)
+            self._arrays[key] = node
+        return self._arrays[key]
+
+    def shard_ranges(self, bucket: str) -> list[range]:
+        """Row ranges of the shards of ``bucket``: the unit of write ownership (and of parallel work)."""
+        info = self.info(bucket)
+        return [info.shard_range(k) for k in range(info.num_shards)]
+
+    def shard_of(self, bucket: str, index: int) -> int:
+        """The shard that owns row ``index`` of ``bucket``."""
+        return self.info(bucket).shard_of(index)
+
+    def shard_lock(self, bucket: str, shard: int) -> ShardLock:
+        """The (unacquired) ownership lock of one shard; used by :class:`ShardWriter`."""
+        self.info(bucket).shard_range(shard)  # validates
+        lock_path = self.path / BUCKETS_GROUP / bucket / "status" / LOCKS_DIR / f"{shard}.lock"
+        return ShardLock(lock_path, f"shard {shard} of bucket {bucket} in {self.path}")
+
+    def chunk_file(self, bucket: str, name: str, shard: int) -> Path:
+        """The file holding shard ``shard`` of a latent array (or chunk ``shard`` of an index array)."""
+        arr = self.array(bucket, name)
+        coords = (shard,) + (0,) * (arr.ndim - 1)
+        return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
+
+    # ------------------------------------------------------------------ status
+    def status(self, bucket: str) -> np.ndarray:
+        """A fresh read of the ``status`` array of ``bucket`` (uint8, see :class:`Status`)."""
+        return np.asarray(self.array(bucket, "status")[:], dtype=np.uint8)
+
+    def pending_samples(self, bucket: str, *, include_failed: bool = False) -> np.ndarray:
+        """Rows still to encode (status pending, plus failed ones when retrying them)."""
+        status = self.status(bucket)
+        mask = status == Status.PENDING
+        if include_failed:
+            mask |= status == Status.FAILED
+        return np.flatnonzero(mask)
+
+    def failed_samples(self, bucket: str) -> list[tuple[int, str]]:
+        """``(row, error message)`` of every failed row."""
+        rows = np.flatnonzero(self.status(bucket) == Status.FAILED)
+        if rows.size == 0:
+            return []
+        errors = self.array(bucket, "error")
+        return [(int(r), to_str(errors[int(r)])) for r in rows]
+
+    def counts(self, bucket: str) -> dict[str, int]:
+        """Number of rows per status name (``pending``, ``done``, ``failed``)."""
+        tally = np.bincount(self.status(bucket), minlength=len(Status))
+        return {s.name.lower(): int(tally[s]) for s in Status}
+
+    # ------------------------------------------------------------------ writing (r+)
+    def _require_writable(self) -> None:
+        if self.mode != "r+":
+            raise StoreError(f"{self.path} is open read-only; open it with mode='r+' to write")
+
+    def shard_writer(
+        self, bucket: str, shard: int, *, wait: float | None = 0.0, retry_failed: bool = False
+    ) -> ShardWriter:
+        """Own ``shard`` of ``bucket`` and return its writer (use it as a context manager)."""
+        self._require_writable()
+        return ShardWriter(self, bucket, shard, wait=wait, retry_failed=retry_failed)
+
+    def write_block(
+        self,
+        bucket: str,
+        start: int,
+        *,
+        encode_seconds: float | None = None,
+        **latents: npt.ArrayLike,
+    ) -> None:
+        """Write rows ``start:start+B`` (``latents`` are ``(B, C, T, H, W)``) and mark them done.
+
+        The block must lie inside one shard (ideally be the whole shard: one file write). Waits for the
+        shard's current owner, if any, so concurrent callers are serialised rather than corrupting it.
+        """
+        first = next(iter(latents.values()), None)
+        if first is None:
+            raise StoreError(f"write_block on {self.path} got no latent arrays")
+        shard = self.shard_of(bucket, start)
+        with self.shard_writer(bucket, shard, wait=None, retry_failed=True) as writer:
+            writer.write_block(start, encode_seconds=encode_seconds, **latents)
+
+    def write_sample(
+        self, bucket: str, index: int, *, encode_seconds: float | None = None, **latents: npt.ArrayLike
+    ) -> None:
+        """Write one row and mark it done (slow path: rewrites the whole shard file; prefer a ShardWriter)."""
+        with self.shard_writer(bucket, self.shard_of(bucket, index), wait=None, retry_failed=True) as writer:
+            writer.add(index, encode_seconds=encode_seconds, **latents)
+
+    def mark_failed(self, bucket: str, index: int, message: str) -> None:
+        """Record that row ``index`` failed with ``message`` (serialised through the shard's owner lock)."""
+        with self.shard_writer(bucket, self.shard_of(bucket, index), wait=None, retry_failed=True) as writer:
+            writer.fail(index, message)
+
+    def finalize(self, completed_at: str | None = None, *, allow_pending: bool = False) -> StoreMeta:
+        """Stamp ``completed_at`` (coordinator only, after all writers closed) and return the new meta.
+
+        Raises if rows are still pending, because a store that says "completed" must not silently miss
+        clips; pass ``allow_pending=True`` for deliberately partial runs.
+        """
+        self._require_writable()
+        pending = {b: int(self.counts(b)["pending"]) for b in self.buckets}
+        if not allow_pending and any(pending.values()):
+            raise StoreError(
+                f"{self.path} still has pending samples {pending}; finish (resume) the encode before finalizing"
+            )
+        self.meta = self.meta.replace(completed_at=completed_at or utc_now())
+        self._root.attrs.update({"completed_at": self.meta.completed_at})
+        return self.meta
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> None:
+        """Forget the done-list snapshot; the next ``len``/``[i]`` re-reads the status arrays."""
+        self._done = None
+        self._offsets = None
+
+    def done_rows(self) -> list[tuple[str, np.ndarray]]:
+        """``(bucket, rows with status done)`` for every bucket in plan order (a cached snapshot)."""
+        if self._done is None:
+            self._done = [(b, np.flatnonzero(self.status(b) == Status.DONE)) for b in self.buckets]
+            self._offsets = np.cumsum([0] + [len(rows) for _, rows in self._done])
+        return self._done
+
+    def __len__(self) -> int:
+        self.done_rows()
+        assert self._offsets is not None
+        return int(self._offsets[-1])
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """``(bucket, row)`` of the i-th done sample."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} out of range for {n} done samples")
+        i %= n
+        assert self._offsets is not None and self._done is not None
+        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        bucket, rows = self._done[k]
+        return bucket, int(rows[i - self._offsets[k]])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        bucket, row = self.locate(i)
+        return self.read_sample(bucket, row)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def read_latents(self, bucket: str, row: int) -> dict[str, np.ndarray]:
+        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype."""
+        return {name: np.asarray(self.array(bucket, name)[row]) for name in self.meta.latent_names}
+
+    def read_sample(self, bucket: str, row: int) -> dict[str, Any]:
+        """One row: latents plus its index entries (``source``, ``clip_start``, ``frame_indices``...)."""
+        self.info(bucket).shard_of(row)  # validates the row
+        sample: dict[str, Any] = self.read_latents(bucket, row)
+        arr = self.array
+        sample.update(
+            bucket=bucket,
+            row=row,
+            source=to_str(arr(bucket, "source")[row]),
+            caption=to_str(arr(bucket, "caption")[row]),
+            clip_start=int(arr(bucket, "clip_start")[row]),
+            clip_end=int(arr(bucket, "clip_end")[row]),
+            frame_indices=np.asarray(arr(bucket, "frame_indices")[row]),
+            fps=float(arr(bucket, "fps")[row]),
+            width=int(arr(bucket, "width")[row]),
+            height=int(arr(bucket, "height")[row]),
+        )
+        return sample
+
+    def records(self, bucket: str) -> list[SampleRecord]:
+        """The planned rows of ``bucket`` as :class:`SampleRecord` (for resume checks and tooling)."""
+        arr = self.array
+        columns = {
+            name: arr(bucket, name)[:]
+            for name in ("clip_start", "clip_end", "frame_indices", "fps", "width", "height")
+        }
+        sources = to_str_list(arr(bucket, "source")[:])
+        captions = to_str_list(arr(bucket, "caption")[:])
+        return [
+            SampleRecord(
+                source=sources[i],
+                clip_start=int(columns["clip_start"][i]),
+                clip_end=int(columns["clip_end"][i]),
+                frame_indices=tuple(int(k) for k in columns["frame_indices"][i]),
+                fps=float(columns["fps"][i]),
+                width=int(columns["width"][i]),
+                height=int(columns["height"][i]),
+                caption=captions[i],
+            )
+            for i in range(len(sources))
+        ]
+
+    def check_plan(self, plan: Sequence[BucketPlan]) -> None:
+        """Refuse to resume with a plan whose buckets or rows differ from the stored ones.
+
+        Rows are addressed by position, so a re-discovered dataset in another order (or with new files)
+        would otherwise write latents next to the wrong source.
+        """
+        planned = [p.bucket_id for p in plan]
+        if planned != list(self.buckets):
+            raise StoreError(
+                f"{self.path} holds buckets {list(self.buckets)} but the new plan has {planned}; "
+                "rerun with --overwrite to re-plan"
+            )
+        for p in plan:
+            info = self.buckets[p.bucket_id]
+            if tuple(p.latent_shape) != info.latent_shape or len(p.samples) != info.num_samples:
+                raise StoreError(
+                    f"{self.path} bucket {p.bucket_id} is {info.num_samples} x {info.latent_shape} but the new plan "
+                    f"has {len(p.samples)} x {p.latent_shape}; rerun with --overwrite to re-plan"
+                )
+            for row, (old, new) in enumerate(zip(self.records(p.bucket_id), p.samples, strict=True)):
+                if old != new:
+                    raise StoreError(
+                        f"{self.path} bucket {p.bucket_id} row {row} is {old.source!r} "
+                        f"[{old.clip_start}:{old.clip_end}] but the new plan has {new.source!r} "
+                        f"[{new.clip_start}:{new.clip_end}]; rerun with --overwrite to re-plan"
+                    )
+
+
+def _is_store_or_empty(path: Path) -> bool:
+    if not any(path.iterdir()):
+        return True
+    try:
+        attrs = zarr.open_group(path, mode="r").attrs.asdict()
+    except Exception:
+        return False
+    return attrs.get("format") == "wfvae-latents"
+
+
+def create_store(
+    path: str | os.PathLike[str],
+    meta: StoreMeta,
+    plan: Sequence[BucketPlan],
+    *,
+    compression: Compression | None = None,
+    overwrite: bool = False,
+) -> LatentStore:
+    """Create the whole layout once: root attributes, every bucket's arrays, every index row (pending).
+
+    Run this in the coordinator before any writer starts; afterwards only shard owners write.
+
+    Raises:
+        StoreError: the path exists (without ``overwrite``), or exists and is not a wfvae store (never
+            deleted, even with ``overwrite``), or the plan is invalid.
+    """
+    path = Path(path)
+    compression = compression or Compression()
+    ids = [p.bucket_id for p in plan]
+    if not plan:
+        raise StoreError(f"cannot create {path}: the plan has no buckets (no clips were found)")
+    if len(set(ids)) != len(ids):
+        raise StoreError(f"cannot create {path}: bucket ids repeat in the plan: {ids}")
+    if path.exists():
+        if not overwrite:
+            raise StoreError(f"{path} already exists; resume it, choose another path, or pass --overwrite")
+        if not path.is_dir() or not _is_store_or_empty(path):
+            raise StoreError(f"{path} exists and is not a wfvae latent store; refusing to delete it")
+        shutil.rmtree(path)
+    root = zarr.open_group(path, mode="w-", attributes={**meta.to_attrs(), "buckets": ids})
+    buckets_group = root.create_group(BUCKETS_GROUP)
+    for bucket_plan in plan:
+        create_bucket(
+            buckets_group,
+            bucket_plan,
+            latent_names=meta.latent_names,
+            dtype=meta.dtype,
+            compression=compression,
+        )
+        write_index(buckets_group[bucket_plan.bucket_id], bucket_plan)
+    return LatentStore(path, root, "r+")
+
+
+def open_store(path: str | os.PathLike[str], mode: Mode = "r") -> LatentStore:
+    """Open an existing store for reading (``"r"``) or resuming (``"r+"``)."""
+    path = Path(path)
+    if mode not in ("r", "r+"):
+        raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path} is not a zarr v3 store (no zarr.json); check the path")
+    return LatentStore(path, zarr.open_group(path, mode=mode), mode)
