@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -60,13 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args:
         _state["debug"] = True
     try:
-        code = app(args=args, prog_name="wfvae", standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("[red]aborted[/red]")
-        sys.exit(130)
-    except click.exceptions.ClickException as exc:  # usage errors: bad option, missing argument
-        exc.show()
-        sys.exit(exc.exit_code)
+        app(args=args, prog_name="wfvae")  # usage errors are handled (exit 2) and exits raise SystemExit
     except WfvaeError as exc:
         if _state["debug"]:
             raise
@@ -84,4 +77,3 @@ def main(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         sys.exit(EXIT_INTERNAL)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,60 @@
+"""The `wfvae` CLI: thin commands over the library, one-line errors, meaningful exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import GOLDEN
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wfvae_cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands():
+    out = run("--help")
+    assert out.returncode == 0 and "info" in out.stdout
+
+
+def test_info_json_golden():
+    out = run("info", str(GOLDEN), "--res", "64", "--frames", "17", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["latent_shape"] == [4, 5, 8, 8]
+    assert data["params"]["total"] == 996122
+    assert data["compression"]["temporal"] == 4 and len(data["fingerprint"]) == 64
+    assert data["config"]["l1_dowmsample_block"] == "Downsample"
+
+
+def test_info_table():
+    out = run("info", "wfvae-s-8chn", "--res", "128x256")
+    assert out.returncode == 0, out.stderr
+    assert "145.577M" in out.stdout and "(8, 9, 16, 32)" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "does/not/exist/"], "no such file, directory or preset"),
+        (["info", "wfvae-s", "--res", "100"], "multiples of 8"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_traceback():
+    out = run("--debug", "info", "does/not/exist/")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_missing_argument_is_usage_error():
+    assert run("info").returncode == 2

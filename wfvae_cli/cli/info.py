@@ -1,0 +1,47 @@
+"""`wfvae info`: inspect a model (preset, checkpoint, hub id)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from wfvae_cli.cli.app import app
+from wfvae_cli.cli.options import console, parse_resolution, print_json
+from wfvae_cli.errors import WfvaeError
+
+
+@app.command()
+def info(
+    spec: str = typer.Argument(..., help="Model: preset (wfvae-s|m|l, wfvae-l-8ch, wfvae-s-8chn), checkpoint dir/file, or hub id."),
+    res: str = typer.Option("256", "--res", help="Input resolution for the latent shape: N or HxW."),
+    frames: int = typer.Option(33, "--frames", help="Input frames for the latent shape (4k+1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+) -> None:
+    """Show a model's config, parameter counts, weights fingerprint, compression and latent shape."""
+    from wfvae_cli.model import load_model
+    from wfvae_cli.model.summary import model_summary
+
+    height, width = parse_resolution(res)
+    if frames < 1:
+        raise WfvaeError(f"--frames {frames}: must be >= 1")
+    summary = model_summary(load_model(spec), frames, height, width)
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"WF-VAE  {spec}", show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    p = summary["params"]
+    comp = summary["compression"]
+    table.add_row("weights", summary["source"])
+    table.add_row("fingerprint", summary["fingerprint"][:16] + "…")
+    table.add_row("parameters", f"encoder {p['encoder'] / 1e6:.3f}M · decoder {p['decoder'] / 1e6:.3f}M · total {p['total'] / 1e6:.3f}M")
+    table.add_row("compression", f"{comp['temporal']}×{comp['spatial']}×{comp['spatial']} → {comp['latent_channels']} channels ({comp['ratio']}× fewer values)")
+    table.add_row("latent shape", f"(3, {frames}, {height}, {width}) → {tuple(summary['latent_shape'])}")
+    cfg = summary["config"]
+    table.add_row(
+        "config",
+        f"base {cfg['base_channels']} · flow {cfg['encoder_energy_flow_hidden_size']}/{cfg['decoder_energy_flow_hidden_size']} · "
+        f"{cfg['norm_type']} · t_interp {cfg['t_interpolation']} · attention {cfg['use_attention']}",
+    )
+    console.print(table)

@@ -1,0 +1,41 @@
+"""Option parsing shared by several commands (one place for each rule)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+
+from wfvae_cli.errors import WfvaeError
+
+console = Console()
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_resolution(res: str) -> tuple[int, int]:
+    """``256`` -> (256, 256); ``320x512`` -> (320, 512) as (height, width); multiples of 8."""
+    try:
+        parts = [int(v) for v in res.lower().split("x")]
+    except ValueError as exc:
+        raise WfvaeError(f"--res {res!r}: expected N or HxW, e.g. 256 or 320x512") from exc
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or any(v <= 0 or v % 8 for v in parts):
+        raise WfvaeError(f"--res {res!r}: height and width must be positive multiples of 8")
+    return parts[0], parts[1]
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError as exc:
+        raise WfvaeError(f"--dtype {name!r}: choose one of {', '.join(DTYPES)}") from exc
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout, nothing else."""
+    typer.echo(json.dumps(data, indent=2, default=str))
