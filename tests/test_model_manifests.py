@@ -63,3 +63,12 @@ def test_latent_dim_presets(latent_dim):
     if latent_dim == 4:  # the paper's Table 3 counts are the Z=4 twins, truncated to millions
         n = model.num_params()
         assert (n["encoder"] // 10**6, n["decoder"] // 10**6) == (84, 232)
+
+
+def test_eight_x_presets():
+    cfg = preset_config("wfvae-s-8x")
+    assert cfg.temporal_factor == 8 and cfg.latent_shape(33, 256, 256) == (16, 5, 32, 32)
+    model = _build_meta(cfg)
+    assert model.encoder.down1[-1].conv.conv.weight.dim() == 5  # level-1 downsampler is 3D
+    assert model.encoder.connect_l1.weight.shape[1] == 24
+    assert preset_config("wfvae-l-8ch-8x").latent_dim == 8

@@ -180,6 +180,18 @@ class WFVAEConfig:
     def replace(self, **changes: Any) -> WFVAEConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_temporal_factor(self, factor: int) -> WFVAEConfig:
+        """The same network with 4x (level-1 blocks 2D) or 8x (level-1 blocks 3D) temporal compression."""
+        if factor not in (4, 8):
+            raise WfvaeError(f"temporal compression must be 4 or 8, got {factor}")
+        eight = factor == 8
+        return self.replace(
+            l1_dowmsample_block=DOWN_BLOCKS_3D if eight else DOWN_BLOCKS_2D,
+            l1_downsample_wavelet=WAVELET_3D if eight else WAVELET_2D,
+            l1_upsample_block=UP_BLOCKS_3D if eight else UP_BLOCKS_2D,
+            l1_upsample_wavelet=IWAVELET_3D if eight else IWAVELET_2D,
+        )
+
 
 def _released(base_channels: int, latent_dim: int = 16) -> WFVAEConfig:
     """The released L-16chn config with another width / latent size (the paper's S/M/L differ only in width)."""
@@ -204,8 +216,11 @@ def preset_config(name: str) -> WFVAEConfig:
 
     ``wfvae-s|m|l`` (16 latent channels) and ``wfvae-s|m|l-{4,8,16,32}ch`` for other latent sizes;
     ``wfvae-s-8chn`` is the Open-Sora Plan v1.3 variant (encoder flow 64, nearest temporal upsampling).
+    A ``-8x`` suffix gives the 8x temporal variant of any of them (e.g. ``wfvae-l-8x``).
     """
     key = name.lower()
+    if key.endswith("-8x"):
+        return preset_config(key.removesuffix("-8x")).with_temporal_factor(8)
     if key in ("wfvae-s-8chn", "wfvae-s-8chn-osp13"):
         return WFVAEConfig(
             latent_dim=8,
@@ -229,4 +244,5 @@ def preset_config(name: str) -> WFVAEConfig:
 def preset_names() -> list[str]:
     names = [*PRESET_WIDTHS, "wfvae-s-8chn"]
     names += [f"{b}-{z}ch" for b in PRESET_WIDTHS for z in LATENT_DIMS]
+    names += [f"{b}-8x" for b in PRESET_WIDTHS]
     return names
