@@ -13,6 +13,7 @@ registry applies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -79,6 +80,11 @@ class ShardLock:
                         "give each writer its own shards, or wait for the owner to finish"
                     ) from None
                 time.sleep(_POLL_SECONDS)
+
+    def __del__(self) -> None:
+        # A writer dropped without close() must not keep its shard (or the registry entry) forever.
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn down globals
+            self.release()
 
     def release(self) -> None:
         """Give up ownership (idempotent). Closing the descriptor drops the flock."""

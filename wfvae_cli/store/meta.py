@@ -161,7 +161,9 @@ class StoreMeta:
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(n for n in names if n not in attrs and n not in _OPTIONAL)
         if missing:
-            raise StoreError(f"{path} is missing root attributes {missing}; the store is damaged, re-encode it")
+            raise StoreError(
+                f"{path} is missing root attributes {missing}; the store is damaged, re-encode it"
+            )
         return cls(**{k: v for k, v in attrs.items() if k in names})
 
 

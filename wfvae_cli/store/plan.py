@@ -71,7 +71,9 @@ class SampleRecord:
         object.__setattr__(self, "frame_indices", tuple(int(k) for k in self.frame_indices))
         where = f"sample {self.source!r}"
         if not 0 <= self.clip_start < self.clip_end:
-            raise StoreError(f"{where}: need 0 <= clip_start < clip_end, got {self.clip_start}, {self.clip_end}")
+            raise StoreError(
+                f"{where}: need 0 <= clip_start < clip_end, got {self.clip_start}, {self.clip_end}"
+            )
         if not self.frame_indices:
             raise StoreError(f"{where}: frame_indices is empty")
         if min(self.frame_indices) < self.clip_start or max(self.frame_indices) >= self.clip_end:

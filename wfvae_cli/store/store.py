@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,18 @@ from wfvae_cli.store.plan import BucketPlan, SampleRecord
 from wfvae_cli.store.writer import ShardWriter
 
 Mode = Literal["r", "r+"]
+
+#: Per-sample index fields a reader returns, with the conversion from what zarr hands back.
+_INDEX_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "source": to_str,
+    "caption": to_str,
+    "clip_start": int,
+    "clip_end": int,
+    "frame_indices": lambda v: np.asarray(v, dtype=np.int64),
+    "fps": float,
+    "width": int,
+    "height": int,
+}
 
 
 class LatentStore:
@@ -134,11 +146,21 @@ class LatentStore:
             raise StoreError(f"{self.path} is open read-only; open it with mode='r+' to write")
 
     def shard_writer(
-        self, bucket: str, shard: int, *, wait: float | None = 0.0, retry_failed: bool = False
+        self,
+        bucket: str,
+        shard: int,
+        *,
+        wait: float | None = 0.0,
+        retry_failed: bool = False,
+        durable: bool = True,
     ) -> ShardWriter:
-        """Own ``shard`` of ``bucket`` and return its writer (use it as a context manager)."""
+        """Own ``shard`` of ``bucket`` and return its writer (use it as a context manager).
+
+        ``wait``: seconds to wait for a current owner (``None``: forever; default: fail at once).
+        ``durable=False`` skips the fsyncs (still crash-safe against a killed process, not power loss).
+        """
         self._require_writable()
-        return ShardWriter(self, bucket, shard, wait=wait, retry_failed=retry_failed)
+        return ShardWriter(self, bucket, shard, wait=wait, retry_failed=retry_failed, durable=durable)
 
     def write_block(
         self,
@@ -153,9 +175,10 @@ class LatentStore:
         The block must lie inside one shard (ideally be the whole shard: one file write). Waits for the
         shard's current owner, if any, so concurrent callers are serialised rather than corrupting it.
         """
-        first = next(iter(latents.values()), None)
-        if first is None:
-            raise StoreError(f"write_block on {self.path} got no latent arrays")
+        if not latents:
+            raise StoreError(
+                f"write_block on {self.path} got no latent arrays; pass {self.meta.latent_names}"
+            )
         shard = self.shard_of(bucket, start)
         with self.shard_writer(bucket, shard, wait=None, retry_failed=True) as writer:
             writer.write_block(start, encode_seconds=encode_seconds, **latents)
@@ -229,23 +252,17 @@ class LatentStore:
         """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype."""
         return {name: np.asarray(self.array(bucket, name)[row]) for name in self.meta.latent_names}
 
-    def read_sample(self, bucket: str, row: int) -> dict[str, Any]:
-        """One row: latents plus its index entries (``source``, ``clip_start``, ``frame_indices``...)."""
+    def read_sample_info(
+        self, bucket: str, row: int, fields: Sequence[str] = tuple(_INDEX_FIELDS)
+    ) -> dict[str, Any]:
+        """Index entries of one row as Python scalars (``frame_indices``: an int64 array)."""
         self.info(bucket).shard_of(row)  # validates the row
+        return {name: _INDEX_FIELDS[name](self.array(bucket, name)[row]) for name in fields}
+
+    def read_sample(self, bucket: str, row: int) -> dict[str, Any]:
+        """One row: its latents plus ``bucket``, ``row`` and every index entry (see :meth:`read_sample_info`)."""
         sample: dict[str, Any] = self.read_latents(bucket, row)
-        arr = self.array
-        sample.update(
-            bucket=bucket,
-            row=row,
-            source=to_str(arr(bucket, "source")[row]),
-            caption=to_str(arr(bucket, "caption")[row]),
-            clip_start=int(arr(bucket, "clip_start")[row]),
-            clip_end=int(arr(bucket, "clip_end")[row]),
-            frame_indices=np.asarray(arr(bucket, "frame_indices")[row]),
-            fps=float(arr(bucket, "fps")[row]),
-            width=int(arr(bucket, "width")[row]),
-            height=int(arr(bucket, "height")[row]),
-        )
+        sample.update(bucket=bucket, row=row, **self.read_sample_info(bucket, row))
         return sample
 
     def records(self, bucket: str) -> list[SampleRecord]:
@@ -332,6 +349,16 @@ def create_store(
         raise StoreError(f"cannot create {path}: the plan has no buckets (no clips were found)")
     if len(set(ids)) != len(ids):
         raise StoreError(f"cannot create {path}: bucket ids repeat in the plan: {ids}")
+    channels = {p.latent_shape[0] for p in plan}
+    if len(channels) != 1:
+        raise StoreError(f"cannot create {path}: buckets disagree on latent channels {sorted(channels)}")
+    (c,) = channels
+    for name, values in (("scale", meta.scale), ("shift", meta.shift)):
+        if len(values) not in (1, c):  # checked now, not when training reads the store
+            raise StoreError(
+                f"cannot create {path}: {name} has {len(values)} values for {c} latent channels; "
+                "record one value per channel or a single value"
+            )
     if path.exists():
         if not overwrite:
             raise StoreError(f"{path} already exists; resume it, choose another path, or pass --overwrite")

@@ -1,0 +1,183 @@
+"""Check a store's integrity (``verify``) and describe it (``summary``, for ``wfvae info``).
+
+``verify`` reads every *done* sample, shard by shard: a whole-shard read is fast, and when it fails
+(a chunk's crc32c does not match) the shard is re-read sample by sample to name exactly the bad rows.
+A done sample must decode and be finite; a chunk that went missing reads as the NaN fill value and is
+caught by the same test. ``repair=True`` marks bad rows failed (so ``--retry-failed`` re-encodes them)
+and removes temporary files left by killed writers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wfvae_cli.store.layout import Status
+from wfvae_cli.store.meta import StoreMeta
+from wfvae_cli.store.store import LatentStore, open_store
+
+_TEMP_SUFFIX = ".partial"  # zarr's LocalStore writes <key>.<uuid>.partial, then renames it
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    pending: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.done + self.failed
+
+
+@dataclass(frozen=True)
+class SampleProblem:
+    """A done sample that cannot be trusted."""
+
+    bucket: str
+    row: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    path: str
+    counts: dict[str, StatusCounts]
+    problems: tuple[SampleProblem, ...]
+    temp_files: int = 0
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every done sample is readable and finite."""
+        return not self.problems
+
+    @property
+    def checked(self) -> int:
+        return sum(c.done for c in self.counts.values())
+
+    @property
+    def pending(self) -> int:
+        return sum(c.pending for c in self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.counts.values())
+
+
+@dataclass(frozen=True)
+class BucketSummary:
+    bucket_id: str
+    latent_shape: tuple[int, int, int, int]
+    num_frames: int
+    shard_size: int
+    num_shards: int
+    counts: StatusCounts
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    path: str
+    meta: StoreMeta
+    buckets: tuple[BucketSummary, ...]
+    nbytes: int = 0
+    totals: StatusCounts = field(default_factory=StatusCounts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``wfvae info --json``)."""
+        out = asdict(self)
+        out["meta"] = self.meta.to_attrs()
+        return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
+
+
+def _counts(store: LatentStore, bucket: str) -> StatusCounts:
+    return StatusCounts(**store.counts(bucket))
+
+
+def _temp_files(path: Path) -> list[Path]:
+    return [Path(d) / f for d, _, files in os.walk(path) for f in files if f.endswith(_TEMP_SUFFIX)]
+
+
+def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[SampleProblem]:
+    """Problems among ``rows`` (done rows of one shard, ascending)."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    problems: dict[int, str] = {}
+    for name in store.meta.latent_names:
+        arr = store.array(bucket, name)
+        try:
+            block = np.asarray(arr[lo:hi])
+            values = {int(r): block[int(r) - lo] for r in rows}
+        except Exception:  # corrupt chunk or shard index: find which rows
+            values = {}
+            for r in rows:
+                try:
+                    values[int(r)] = np.asarray(arr[int(r)])
+                except Exception as exc:
+                    problems.setdefault(int(r), f"{name} unreadable ({_one_line(exc)})")
+        for r, value in values.items():
+            if not np.isfinite(value).all():
+                problems.setdefault(r, f"{name} has NaN/Inf values or a missing chunk")
+    return [SampleProblem(bucket, r, reason) for r, reason in sorted(problems.items())]
+
+
+def verify(path: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+    """Read every done sample of the store at ``path``; report unreadable or non-finite ones.
+
+    With ``repair=True`` (needs write access, and no writer running) bad rows are marked failed with the
+    reason, and stale temporary files are deleted.
+    """
+    store = open_store(path, "r+" if repair else "r")
+    problems: list[SampleProblem] = []
+    for bucket in store.buckets:
+        status = store.status(bucket)
+        invalid = np.flatnonzero(status > max(Status))
+        problems += [SampleProblem(bucket, int(r), f"invalid status value {int(status[r])}") for r in invalid]
+        for shard_rows in store.shard_ranges(bucket):
+            done = (
+                np.flatnonzero(status[shard_rows.start : shard_rows.stop] == Status.DONE) + shard_rows.start
+            )
+            if done.size:
+                problems += _check_shard(store, bucket, done)
+    temp = _temp_files(store.path)
+    if repair:
+        for problem in problems:
+            store.mark_failed(problem.bucket, problem.row, f"verify: {problem.reason}")
+        for file in temp:
+            file.unlink(missing_ok=True)
+    counts = {b: _counts(store, b) for b in store.buckets}
+    return VerifyReport(str(store.path), counts, tuple(problems), len(temp), repaired=repair)
+
+
+def _disk_usage(path: Path) -> int:
+    return sum((Path(d) / f).stat().st_size for d, _, files in os.walk(path) for f in files)
+
+
+def summary(path: str | os.PathLike[str]) -> StoreSummary:
+    """Counts per bucket and status, bytes on disk and the metadata (what ``wfvae info`` shows)."""
+    store = open_store(path, "r")
+    buckets = []
+    for bucket, info in store.buckets.items():
+        buckets.append(
+            BucketSummary(
+                bucket_id=bucket,
+                latent_shape=info.latent_shape,
+                num_frames=info.num_frames,
+                shard_size=info.shard_size,
+                num_shards=info.num_shards,
+                counts=_counts(store, bucket),
+            )
+        )
+    totals = StatusCounts(
+        pending=sum(b.counts.pending for b in buckets),
+        done=sum(b.counts.done for b in buckets),
+        failed=sum(b.counts.failed for b in buckets),
+    )
+    return StoreSummary(str(store.path), store.meta, tuple(buckets), _disk_usage(store.path), totals)
