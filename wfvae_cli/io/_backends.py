@@ -51,7 +51,9 @@ def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise WfvaeError(f"unknown decode backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "decord" and not _decord.available():
-        raise WfvaeError("decode backend 'decord' is not installed here: pip install decord, or use 'auto'/'pyav'")
+        raise WfvaeError(
+            "decode backend 'decord' is not installed here: pip install decord, or use 'auto'/'pyav'"
+        )
 
 
 def check_file(path: str) -> None:
@@ -61,15 +63,21 @@ def check_file(path: str) -> None:
     except FileNotFoundError:
         raise VideoDecodeError(f"{path}: no such file; check the path or remove it from the inputs") from None
     except OSError as err:
-        raise VideoDecodeError(f"{path}: cannot be accessed ({err.strerror}); check the path and permissions") from None
+        raise VideoDecodeError(
+            f"{path}: cannot be accessed ({err.strerror}); check the path and permissions"
+        ) from None
     if stat.S_ISDIR(st.st_mode):
-        raise VideoDecodeError(f"{path}: is a directory, not a video file; pass it as an input folder instead")
+        raise VideoDecodeError(
+            f"{path}: is a directory, not a video file; pass it as an input folder instead"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise VideoDecodeError(f"{path}: is not a regular file; point to the video file itself")
     if st.st_size == 0:
         raise VideoDecodeError(f"{path}: is empty (0 bytes); the copy or download failed, fetch it again")
     if not os.access(path, os.R_OK):
-        raise VideoDecodeError(f"{path}: is not readable (permission denied); fix its permissions (chmod a+r)")
+        raise VideoDecodeError(
+            f"{path}: is not readable (permission denied); fix its permissions (chmod a+r)"
+        )
 
 
 def _wrap(path: str, err: BaseException, decord_err: BaseException | None = None) -> VideoDecodeError:
@@ -96,7 +104,9 @@ def probe(path: str) -> VideoInfo:
         raise
     except _pyav.ERRORS as err:
         raise _wrap(path, err) from None
-    return VideoInfo(path, head.num_frames, head.fps, head.width, head.height, head.num_frames / head.fps, head.codec)
+    return VideoInfo(
+        path, head.num_frames, head.fps, head.width, head.height, head.num_frames / head.fps, head.codec
+    )
 
 
 def decode_batches(
@@ -134,7 +144,9 @@ def as_indices(indices: np.ndarray | list[int], *, ordered: bool = False) -> np.
     """Validate frame indices (a programming error if wrong, hence ValueError, not WfvaeError)."""
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"frame indices must be a non-empty 1-D integer array, got shape {idx.shape} {idx.dtype}")
+        raise ValueError(
+            f"frame indices must be a non-empty 1-D integer array, got shape {idx.shape} {idx.dtype}"
+        )
     if idx.min() < 0:
         raise ValueError(f"frame indices must be >= 0, got {int(idx.min())}")
     if ordered and np.any(np.diff(idx) < 0):

@@ -51,7 +51,9 @@ def open_video(path: str) -> Iterator[tuple[av.container.InputContainer, av.Vide
                 f"{path}: is a still image ({container.format.name}), not a video; remove it from the inputs"
             )
         if not container.streams.video:
-            raise VideoDecodeError(f"{path}: has no video stream (audio or data only); remove it from the inputs")
+            raise VideoDecodeError(
+                f"{path}: has no video stream (audio or data only); remove it from the inputs"
+            )
         yield container, container.streams.video[0]
 
 
@@ -77,7 +79,9 @@ def probe(path: str) -> Header:
         ctx = stream.codec_context
         num_frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
         if not rate or rate <= 0:
-            raise VideoDecodeError(f"{path}: has no usable frame rate in its header; re-encode it (e.g. ffmpeg -r 24)")
+            raise VideoDecodeError(
+                f"{path}: has no usable frame rate in its header; re-encode it (e.g. ffmpeg -r 24)"
+            )
         if num_frames <= 0 or not ctx.width or not ctx.height:
             raise VideoDecodeError(f"{path}: contains no video frames; re-encode or remove it")
         return Header(int(num_frames), float(rate), int(ctx.width), int(ctx.height), ctx.name)

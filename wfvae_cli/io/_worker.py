@@ -9,7 +9,7 @@ idle worker (or starts one) for one call, so N decode threads use N worker proce
 
 Transport: a Unix socket pair, each message a pickled header (small tuples, never frames) optionally
 followed by raw frame bytes received straight into a preallocated numpy array (one copy, no pickling of
-pixels). The child is started with ``python -m`` rather than ``multiprocessing`` so that it never re-imports
+pixels). The child is started with ``python -c`` rather than ``multiprocessing`` so that it never re-imports
 the caller's ``__main__`` (scripts without an ``if __name__ == "__main__"`` guard keep working). POSIX only.
 
 Test hook: if the environment variable ``WFVAE_IO_DEBUG_HANG`` holds a glob and a file's base name matches
@@ -45,6 +45,8 @@ from wfvae_cli.io.errors import VideoDecodeError
 HANG_ENV = "WFVAE_IO_DEBUG_HANG"
 STARTUP_TIMEOUT = 120.0  # seconds for a fresh worker to import the package (slow disks, loaded machines)
 _FRAME = struct.Struct("<QQ")  # header length, payload length
+# `python -c` rather than `-m`: runpy would import this module twice (once via the package's __init__).
+_CHILD_CODE = "import sys; from wfvae_cli.io._worker import main; main(sys.argv[1:])"
 
 
 # ----------------------------------------------------------------------------------------------- transport
@@ -123,19 +125,22 @@ def _serve(sock: socket.socket) -> None:
 
 def _stream(sock: socket.socket, job: int, chunks: Iterator[np.ndarray]) -> None:
     """Send chunks one credit at a time, so the child runs at most one chunk ahead of the consumer."""
-    for frames in chunks:
-        while True:
-            cmd, _ = _recv(sock)
-            if cmd[0] in ("more", "stop") and cmd[1] == job:
+    try:
+        for frames in chunks:
+            while True:
+                cmd, _ = _recv(sock)
+                if cmd[0] in ("more", "stop") and cmd[1] == job:
+                    break
+            if cmd[0] == "stop":
                 break
-        if cmd[0] == "stop":
-            break
-        _send(sock, ("frames", job, frames.shape), frames)
+            _send(sock, ("frames", job, frames.shape), frames)
+    finally:
+        chunks.close()  # type: ignore[attr-defined]  # release the decoder now, not at garbage collection
     _send(sock, ("end", job))
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of ``python -m wfvae_cli.io._worker FD``."""
+    """Child entry point: ``argv[0]`` is the inherited socket's file descriptor."""
     with socket.socket(fileno=int(argv[0])) as sock:
         _serve(sock)
 
@@ -147,10 +152,10 @@ class DecodeWorker:
     def __init__(self) -> None:
         parent, child = socket.socketpair()
         env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])  # make `-m wfvae_cli…` importable anywhere
+        package_root = str(Path(__file__).resolve().parents[2])  # importable from any working directory
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "wfvae_cli.io._worker", str(child.fileno())],
+            [sys.executable, "-c", _CHILD_CODE, str(child.fileno())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
             env=env,
@@ -167,7 +172,7 @@ class DecodeWorker:
             self.kill()
             raise RuntimeError(
                 f"the decode worker did not start ({msg[0]}, exit code {self._proc.returncode}); "
-                "run `python -m wfvae_cli.io._worker` to see the import error"
+                "check that `python -c 'import wfvae_cli.io'` works in this environment"
             )
 
     @property
@@ -227,7 +232,11 @@ class DecodeWorker:
 
     def _submit(self, kind: str, path: str, *args: object) -> int:
         self._job += 1
-        hang = fnmatch.fnmatch(os.path.basename(path), os.environ[HANG_ENV]) if os.environ.get(HANG_ENV) else False
+        hang = (
+            fnmatch.fnmatch(os.path.basename(path), os.environ[HANG_ENV])
+            if os.environ.get(HANG_ENV)
+            else False
+        )
         _send(self._sock, (kind, self._job, path, hang, *args))
         return self._job
 
@@ -285,6 +294,17 @@ _idle: list[DecodeWorker] = []
 _idle_lock = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child (a DataLoader worker, say) must not talk to its parent's workers: the sockets are
+    shared, so two processes would interleave messages. It starts its own pool; the parent keeps its own."""
+    global _idle_lock
+    _idle.clear()
+    _idle_lock = threading.Lock()  # the parent may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 @contextlib.contextmanager
 def borrow() -> Iterator[DecodeWorker]:
     """Lend an idle worker (starting one if none is idle) and take it back if it survived the call."""
@@ -309,6 +329,3 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
