@@ -42,7 +42,7 @@ def tiny_model(seed: int = 0, **overrides) -> WFVAE:
     model = WFVAE(tiny_config(**overrides)).eval()
     # random (non-default) norm parameters so that the norms are exercised, as in the golden fixture
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad and p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     return model

@@ -58,3 +58,15 @@ def test_debug_shows_traceback():
 
 def test_missing_argument_is_usage_error():
     assert run("info").returncode == 2
+
+
+def test_demo_json(tmp_path):
+    """The README's main-job command, at the smallest size, on the golden model."""
+    out = run("demo", "--model", str(GOLDEN), "--out", str(tmp_path / "demo"), "--clips", "1", "--frames", "9",
+              "--res", "64", "--chunk-frames", "4", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    (clip,) = data["clips"]
+    assert clip["latent_shape"] == [4, 3, 8, 8]
+    assert 0 < clip["psnr"] < 100 and clip["max_abs_chunked_vs_direct"] < 1e-4
+    assert len(list((tmp_path / "demo").glob("*.mp4"))) == 1

@@ -108,7 +108,7 @@ def test_pickles_never_run_code(tmp_path):
     path = tmp_path / "evil.ckpt"
     with path.open("wb") as f:
         pickle.dump({"state_dict": Evil()}, f)
-    with pytest.raises(CheckpointError, match="evil.ckpt"):
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt"):
         load_state_dict_file(path)
     assert not (tmp_path / "pwned").exists()
 
@@ -171,7 +171,7 @@ def test_unknown_spec_and_bad_files(tmp_path):
     with pytest.raises(CheckpointError, match="no such file, directory or preset"):
         load_model(str(tmp_path / "nope"))
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="junk.safetensors: cannot read weights"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors: cannot read weights"):
         load_model(tmp_path / "junk.safetensors")
     empty = tmp_path / "empty"
     empty.mkdir()

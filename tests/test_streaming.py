@@ -126,7 +126,7 @@ class TestLengthPolicy:
     @torch.no_grad()
     def test_error_is_default(self, model):
         x = torch.rand(1, 3, 16, 16, 16)
-        with pytest.raises(WfvaeError, match="16 frames.*4k\\+1"):
+        with pytest.raises(WfvaeError, match=r"16 frames.*4k\+1"):
             model.encode(x)
         with pytest.raises(WfvaeError, match="16 frames"):
             model.encode(x, chunk_frames=4)

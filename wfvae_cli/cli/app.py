@@ -49,7 +49,7 @@ def _root(
 
 def _register() -> None:
     """Import the command modules; each adds its commands to :data:`app`."""
-    from wfvae_cli.cli import info  # noqa: F401
+    from wfvae_cli.cli import demo, info  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
