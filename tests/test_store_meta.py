@@ -117,3 +117,15 @@ def test_check_compatible_compares_scale_only_when_scaled() -> None:
     scaled = demo_meta(scaled=True)
     with pytest.raises(IncompatibleStoreError, match="scale factor"):
         check_compatible(scaled, scaled.replace(scale=[9.0]))
+
+
+def test_rejected_inputs_are_recorded(tmp_path):
+    from wfvae_cli.store import create_store, open_store, summary
+    from wfvae_cli.store.testing import demo_meta, demo_plan
+
+    rejected = [("/data/bad.mp4", "VideoDecodeError: truncated"), ("/data/short.mp4", "has 5 frames, needs 33")]
+    create_store(tmp_path / "s.zarr", demo_meta(), demo_plan(), rejected=rejected)
+    assert open_store(tmp_path / "s.zarr").rejected() == rejected
+    assert list(summary(tmp_path / "s.zarr").rejected) == rejected
+    create_store(tmp_path / "t.zarr", demo_meta(), demo_plan())
+    assert open_store(tmp_path / "t.zarr").rejected() == []

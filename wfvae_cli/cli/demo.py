@@ -79,3 +79,19 @@ def demo(
             "[dim]Random weights: PSNR is meaningless until you pass a trained checkpoint with --model "
             "(e.g. a local copy of chestnutlzj/WF-VAE-L-16Chn).[/dim]"
         )
+
+
+@app.command()
+def samples(
+    out: Path = typer.Argument(Path("wfvae-samples"), help="Folder to write the sample clips to."),
+    clips: int = typer.Option(4, "--clips", min=1, help="Number of clips."),
+    frames: int = typer.Option(33, "--frames", min=1, help="Frames per clip."),
+    res: str = typer.Option("256", "--res", help="Clip size: N or HxW."),
+    fps: float = typer.Option(16, "--fps", help="Frame rate."),
+) -> None:
+    """Generate sample clips (pan/zoom over the photos scikit-image ships) to try the tools offline."""
+    from wfvae_cli.io import make_sample_clips
+
+    height, width = parse_resolution(res)
+    for path in make_sample_clips(out, n=clips, frames=frames, size=(height, width), fps=fps):
+        console.print(str(path))

@@ -12,12 +12,20 @@ from wfvae_cli.errors import WfvaeError
 
 @app.command()
 def info(
-    spec: str = typer.Argument(..., help="Model: preset (wfvae-s|m|l, wfvae-l-8ch, wfvae-s-8chn), checkpoint dir/file, or hub id."),
+    spec: str = typer.Argument(..., help="Model (preset wfvae-s|m|l, wfvae-l-8ch, wfvae-s-8chn; checkpoint dir/file; hub id) or a latent store (.zarr)."),
     res: str = typer.Option("256", "--res", help="Input resolution for the latent shape: N or HxW."),
     frames: int = typer.Option(33, "--frames", help="Input frames for the latent shape (4k+1)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
 ) -> None:
-    """Show a model's config, parameter counts, weights fingerprint, compression and latent shape."""
+    """Show a model (config, parameter counts, fingerprint, compression, latent shape) or a latent store
+    (metadata, samples per bucket and status, size on disk)."""
+    from pathlib import Path
+
+    if (Path(spec) / "zarr.json").is_file():
+        from wfvae_cli.cli.store_cmds import render_store_info
+
+        render_store_info(Path(spec), as_json)
+        return
     from wfvae_cli.model import load_model
     from wfvae_cli.model.summary import model_summary
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from wfvae_cli.errors import WfvaeError
 
 console = Console()
+err_console = Console(stderr=True)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,3 +40,27 @@ def parse_dtype(name: str) -> torch.dtype:
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeated and/or comma-separated option values: ``--res 256,512 --res 768`` -> ["256", "512", "768"]."""
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
+
+
+def parse_int_list(values: list[str] | None, option: str) -> list[int]:
+    """``split_list`` of whole numbers; a bad item is a one-line error naming the option."""
+    out = []
+    for item in split_list(values):
+        try:
+            out.append(int(item))
+        except ValueError as exc:
+            raise WfvaeError(f"{option} {item!r}: expected a whole number (or a comma-separated list)") from exc
+    return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from wfvae_cli.store.errors import StoreError
 from wfvae_cli.store.plan import BucketPlan
 
 BUCKETS_GROUP = "buckets"
+REJECTED_GROUP = "rejected"  # inputs that yielded no clip (unreadable, too short, missing): source + reason
 LOCKS_DIR = ".locks"  # inside the status array's directory; zarr never lists it
 IMMUTABLE_SHARD_ROWS = 65536  # rows per shard of the coordinator-written index arrays
 
@@ -202,3 +203,29 @@ def write_index(group: zarr.Group, plan: BucketPlan) -> None:
     group["fps"][:] = np.array([r.fps for r in rows], dtype=np.float64)
     group["width"][:] = np.array([r.width for r in rows], dtype=np.int32)
     group["height"][:] = np.array([r.height for r in rows], dtype=np.int32)
+
+
+def write_rejected(root: zarr.Group, rejected: Sequence[tuple[str, str]]) -> None:
+    """Record the inputs that could not be planned (no row in any bucket), with a one-line reason each.
+
+    Written once by the coordinator. Two string arrays of equal length; empty when nothing was rejected.
+    """
+    group = root.create_group(REJECTED_GROUP)
+    n = len(rejected)
+    for name, column in (("source", [r[0] for r in rejected]), ("error", [r[1] for r in rejected])):
+        array = group.create_array(
+            name, shape=(n,), chunks=(max(1, min(n, IMMUTABLE_SHARD_ROWS)),), dtype=str, fill_value="",
+            compressors=[ZstdCodec(level=3)],
+        )
+        if n:
+            array[:] = np.array(column, dtype=np.dtypes.StringDType())
+
+
+def read_rejected(root: zarr.Group) -> list[tuple[str, str]]:
+    """The rejected inputs of a store (``[]`` for stores without the table)."""
+    if REJECTED_GROUP not in root:
+        return []
+    group = root[REJECTED_GROUP]
+    if group["source"].shape[0] == 0:
+        return []
+    return list(zip(to_str_list(group["source"][:]), to_str_list(group["error"][:]), strict=True))

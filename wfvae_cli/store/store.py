@@ -26,9 +26,11 @@ from wfvae_cli.store.layout import (
     Compression,
     Status,
     create_bucket,
+    read_rejected,
     to_str,
     to_str_list,
     write_index,
+    write_rejected,
 )
 from wfvae_cli.store.locks import ShardLock
 from wfvae_cli.store.meta import StoreMeta, utc_now
@@ -217,6 +219,10 @@ class LatentStore:
         self._done = None
         self._offsets = None
 
+    def rejected(self) -> list[tuple[str, str]]:
+        """Inputs that yielded no clip when the store was planned: ``(source, reason)`` pairs."""
+        return read_rejected(self._root)
+
     def done_rows(self) -> list[tuple[str, np.ndarray]]:
         """``(bucket, rows with status done)`` for every bucket in plan order (a cached snapshot)."""
         if self._done is None:
@@ -333,6 +339,7 @@ def create_store(
     *,
     compression: Compression | None = None,
     overwrite: bool = False,
+    rejected: Sequence[tuple[str, str]] = (),
 ) -> LatentStore:
     """Create the whole layout once: root attributes, every bucket's arrays, every index row (pending).
 
@@ -376,6 +383,7 @@ def create_store(
             compression=compression,
         )
         write_index(buckets_group[bucket_plan.bucket_id], bucket_plan)
+    write_rejected(root, rejected)
     return LatentStore(path, root, "r+")
 
 

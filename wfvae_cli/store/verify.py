@@ -86,6 +86,7 @@ class StoreSummary:
     buckets: tuple[BucketSummary, ...]
     nbytes: int = 0
     totals: StatusCounts = field(default_factory=StatusCounts)
+    rejected: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``wfvae info --json``)."""
@@ -180,4 +181,6 @@ def summary(path: str | os.PathLike[str]) -> StoreSummary:
         done=sum(b.counts.done for b in buckets),
         failed=sum(b.counts.failed for b in buckets),
     )
-    return StoreSummary(str(store.path), store.meta, tuple(buckets), _disk_usage(store.path), totals)
+    return StoreSummary(
+        str(store.path), store.meta, tuple(buckets), _disk_usage(store.path), totals, tuple(store.rejected())
+    )

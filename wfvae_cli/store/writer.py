@@ -127,6 +127,11 @@ class ShardWriter:
         return frozenset(self._outstanding)
 
     @property
+    def has_failures(self) -> bool:
+        """Failures recorded but not yet written."""
+        return bool(self._failures)
+
+    @property
     def buffered_nbytes(self) -> int:
         return sum(a.nbytes for sample in self._buffer.values() for a in sample.values())
 
@@ -363,6 +368,19 @@ class StoreWriter:
         writer = self._writer(bucket, row)
         writer.fail(row, message)
         self._after(writer)
+
+    def flush_all(self) -> int:
+        """Write every buffered sample now (partial shard writes), keeping the shards owned.
+
+        Long-running jobs call this periodically so that a crash loses at most that period of work,
+        whatever the shard size. Returns the number of shards written.
+        """
+        written = 0
+        for writer in self._writers.values():
+            if writer.buffered_nbytes or writer.has_failures:
+                writer.flush()
+                written += 1
+        return written
 
     def close(self) -> None:
         """Flush and release every shard still open (e.g. shards the job did not finish)."""

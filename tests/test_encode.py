@@ -1,0 +1,199 @@
+"""`wfvae encode`: plan, encode, store, resume, bad inputs, reader — end to end on small generated videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wfvae_cli import load_model
+from wfvae_cli.errors import WfvaeError
+from wfvae_cli.io import make_bad_inputs, make_sample_clips, read_frames, to_model_input
+from wfvae_cli.pipeline import EncodeOptions, encode_dataset
+from wfvae_cli.store import IncompatibleStoreError, LatentDataset, open_store, verify
+
+from .conftest import GOLDEN
+
+MODEL = str(GOLDEN)  # the official-format small model: real architecture, fast on CPU
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    make_sample_clips(root, n=4, frames=21, size=[(64, 64), (48, 80), (80, 48), (72, 96)])
+    return root
+
+
+def options(inputs, out, **kw) -> EncodeOptions:
+    base = dict(model=MODEL, frames=9, size=(64, 64), workers=2, decode_timeout=30.0)
+    base.update(kw)
+    return EncodeOptions(inputs=tuple(str(i) for i in inputs), out=Path(out), **base)
+
+
+def direct_latent(model, sample: dict, size=(64, 64)) -> torch.Tensor:
+    frames = read_frames(sample["source"], np.asarray(sample["frame_indices"]))
+    with torch.inference_mode():
+        return model.encode(to_model_input(frames, size)[None]).mean[0]
+
+
+def test_encode_matches_direct_model(videos, tmp_path):
+    summary = encode_dataset(options([videos], tmp_path / "s.zarr", batch_size=2))
+    assert summary.ok and summary.done == 4 and summary.clips == 4
+    store = open_store(tmp_path / "s.zarr")
+    assert len(store) == 4 and store.meta.completed_at
+    model = load_model(MODEL)
+    assert store.meta.weights_sha256 == model.fingerprint()
+    for i in range(len(store)):
+        sample = store[i]
+        np.testing.assert_allclose(sample["mean"], direct_latent(model, sample).numpy(), atol=1e-5)
+    assert verify(tmp_path / "s.zarr").ok
+
+
+def test_resume_skips_done_and_refuses_other_weights(videos, tmp_path):
+    out = tmp_path / "s.zarr"
+    encode_dataset(options([videos], out))
+    again = encode_dataset(options([videos], out))
+    assert again.resumed and again.done == 0 and again.already_done == 4
+    with pytest.raises(IncompatibleStoreError, match="weights"):
+        encode_dataset(options([videos], out, model="wfvae-s-8chn"))
+    with pytest.raises(IncompatibleStoreError, match="frames|preprocessing"):
+        encode_dataset(options([videos], out, frames=13))
+    redo = encode_dataset(options([videos], out, overwrite=True, frames=13))
+    assert redo.done == 4 and not redo.resumed
+
+
+def test_bad_inputs_become_rows_and_never_stop_the_job(videos, tmp_path, monkeypatch):
+    bad = make_bad_inputs(tmp_path / "bad")
+    hang = tmp_path / "bad" / "hangs.mp4"
+    hang.write_bytes((videos / sorted(os.listdir(videos))[0]).read_bytes())
+    monkeypatch.setenv("WFVAE_IO_DEBUG_HANG", "*hangs.mp4")
+    manifest = tmp_path / "list.txt"
+    listed = [*(str(p) for p in bad.values()), str(hang), str(tmp_path / "missing.mp4"), str(bad["portrait"])]
+    manifest.write_text("\n".join(listed) + "\n")
+    summary = encode_dataset(options([manifest], tmp_path / "s.zarr", decode_timeout=3.0))
+    problems = dict(summary.rejected) | dict(summary.failures)
+    assert not summary.ok
+    assert "missing.mp4" in " ".join(problems) and "duplicate" in " ".join(problems.values())
+    assert any("empty" in r for r in problems.values())  # zero bytes
+    assert any("timed out" in r for r in problems.values())  # the hang, killed after 3 s
+    assert any("needs 9" in r for r in problems.values())  # one frame / too short
+    store = open_store(tmp_path / "s.zarr")
+    encoded = {store[i]["source"] for i in range(len(store))}
+    assert str(bad["odd_size"]) in encoded and str(bad["portrait"]) in encoded and str(bad["large"]) not in encoded
+
+
+def test_out_is_a_file_or_cannot_be_created(videos, tmp_path):
+    f = tmp_path / "file.zarr"
+    f.write_text("x")
+    with pytest.raises(WfvaeError, match="is a file"):
+        options([videos], f)
+    # a parent that is a file: the store cannot be created (like a read-only or full volume), nothing is left
+    with pytest.raises(WfvaeError, match="cannot create the store"):
+        encode_dataset(options([videos], f / "s.zarr"))
+    assert f.read_text() == "x"
+
+
+def test_unknown_input_is_a_usage_error(tmp_path):
+    with pytest.raises(WfvaeError):
+        encode_dataset(options([tmp_path / "nope"], tmp_path / "s.zarr"))
+
+
+def test_dry_run_writes_nothing(videos, tmp_path):
+    summary = encode_dataset(options([videos], tmp_path / "s.zarr"), dry_run=True)
+    assert summary.dry_run and summary.clips == 4 and summary.estimated_bytes == 4 * 2 * 4 * 3 * 8 * 8 * 4
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_buckets_by_aspect_ratio(videos, tmp_path):
+    opts = options([videos], tmp_path / "s.zarr", size=None, buckets=((64, 64), (48, 80), (80, 48)))
+    summary = encode_dataset(opts)
+    assert set(summary.buckets) == {"9x64x64", "9x48x80", "9x80x48"}
+    assert summary.buckets["9x48x80"]["latent_shape"] == [4, 3, 6, 10]
+
+
+def test_full_mode_streams_whole_videos(videos, tmp_path):
+    summary = encode_dataset(options([videos], tmp_path / "s.zarr", clip_mode="full", chunk_frames=4))
+    assert summary.ok and list(summary.buckets) == ["21x64x64"]  # 21 frames = 4*5+1, the whole clip
+    store = open_store(tmp_path / "s.zarr")
+    model = load_model(MODEL)
+    for i in range(len(store)):
+        np.testing.assert_allclose(store[i]["mean"], direct_latent(model, store[i]).numpy(), atol=1e-5)
+
+
+def test_stored_samples_are_seeded_per_row(videos, tmp_path):
+    a = encode_dataset(options([videos], tmp_path / "a.zarr", store_sample=True, seed=7, batch_size=1))
+    b = encode_dataset(options([videos], tmp_path / "b.zarr", store_sample=True, seed=7, batch_size=3))
+    assert a.ok and b.ok
+    sa, sb = open_store(tmp_path / "a.zarr"), open_store(tmp_path / "b.zarr")
+    for i in range(len(sa)):
+        np.testing.assert_allclose(sa[i]["sample"], sb[i]["sample"], atol=1e-5)
+    c = encode_dataset(options([videos], tmp_path / "c.zarr", store_sample=True, seed=8))
+    assert c.ok and not np.allclose(open_store(tmp_path / "c.zarr")[0]["sample"], sa[0]["sample"])
+
+
+def test_dataset_reads_every_sample_through_workers(videos, tmp_path):
+    encode_dataset(options([videos], tmp_path / "s.zarr", size=None, buckets=((64, 64), (48, 80), (80, 48))))
+    store = open_store(tmp_path / "s.zarr")
+    model = load_model(MODEL)
+    ds = LatentDataset(tmp_path / "s.zarr")
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    seen = 0
+    for item in loader:
+        sample = store[seen]
+        _, h, w = (int(v) for v in sample["bucket"].split("x"))
+        assert item["source"] == sample["source"]
+        torch.testing.assert_close(item["latent"], direct_latent(model, sample, (h, w)), atol=1e-5, rtol=0)
+        seen += 1
+    assert seen == len(store) == 4
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "wfvae_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    src = tmp_path / "v"
+    make_sample_clips(src, n=8, frames=9, size=(64, 64))
+    args = [str(src), "--model", MODEL, "--frames", "9", "--res", "64", "--shard-size", "1", "--json"]
+    ref = _cli("encode", *args, "--out", str(tmp_path / "ref.zarr"))
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    victim = _cli("encode", *args, "--out", str(tmp_path / "s.zarr"), env={"WFVAE_DEBUG_ENCODE_DELAY": "0.5"})
+    deadline = time.time() + 120
+    status_dir = tmp_path / "s.zarr" / "buckets" / "9x64x64" / "status" / "c"
+    while time.time() < deadline and len(list(status_dir.glob("*"))) < 3:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    partial = open_store(tmp_path / "s.zarr").counts("9x64x64")
+    assert 0 < partial["done"] < 8, partial
+    resumed = _cli("encode", *args, "--out", str(tmp_path / "s.zarr"))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["resumed"] and summary["already_done"] == partial["done"] and summary["done"] == 8 - partial["done"]
+    a, b = open_store(tmp_path / "ref.zarr"), open_store(tmp_path / "s.zarr")
+    assert len(a) == len(b) == 8
+    for i in range(8):
+        sa, sb = a[i], b[i]
+        assert sa["source"] == sb["source"]
+        np.testing.assert_array_equal(sa["mean"], sb["mean"])
+        np.testing.assert_array_equal(sa["logvar"], sb["logvar"])
+
+
+def test_cli_exit_codes_and_json(videos, tmp_path):
+    p = _cli("encode", str(videos), str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "s.zarr"),
+             "--model", MODEL, "--frames", "9", "--res", "64", "--json")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "missing.mp4" in err  # a missing top-level input is a usage error
+    p = _cli("encode", str(videos), "--out", str(tmp_path / "s.zarr"), "--model", MODEL, "--frames", "10", "--res", "64")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "4k+1" in err and len(err.strip().splitlines()) == 1

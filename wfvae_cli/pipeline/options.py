@@ -1,0 +1,126 @@
+"""What `wfvae encode` was asked to do, validated once, in one typed object.
+
+The CLI builds an :class:`EncodeOptions`; so can Python callers. Everything that decides which latent
+a clip gets (frames, stride/fps, clip mode, sizes, crop, model, dtypes) is recorded in the store's
+``preprocessing`` attribute via :meth:`EncodeOptions.preprocessing`, and a resumed run must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from wfvae_cli.errors import WfvaeError
+from wfvae_cli.io import ClipSpec, auto_buckets
+
+ComputeDType = Literal["fp32", "bf16", "fp16"]
+StoreDType = Literal["fp16", "fp32"]
+STORE_DTYPES = {"fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Options of one encode job (see ``wfvae encode --help`` for each)."""
+
+    inputs: tuple[str, ...]
+    out: Path
+    model: str = "wfvae-s"
+    frames: int = 33
+    stride: int | None = None
+    fps: float | None = None
+    clip_mode: str = "head"
+    clips_per_video: int = 1
+    #: fixed model input size (H, W); ``None`` when aspect-ratio buckets are used
+    size: tuple[int, int] | None = (256, 256)
+    #: candidate bucket sizes (H, W) when bucketing; each video goes to the nearest aspect ratio
+    buckets: tuple[tuple[int, int], ...] = ()
+    crop: str = "center"
+    batch_size: int = 1
+    dtype: ComputeDType = "fp32"
+    store_dtype: StoreDType = "fp32"
+    store_sample: bool = False
+    seed: int = 0
+    chunk_frames: int | None = None
+    device: str = "cpu"
+    workers: int = 2
+    decode_timeout: float | None = 300.0
+    overwrite: bool = False
+    retry_failed: bool = False
+    shard_size: int | None = None
+    flush_interval: float = 60.0
+    command: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise WfvaeError("no INPUT given: pass video files, folders, globs or a manifest (.txt/.csv/.jsonl)")
+        if self.size is None and not self.buckets:
+            raise WfvaeError("give a resolution (--res / --height --width) or --buckets")
+        for h, w in ((self.size,) if self.size else ()) + tuple(self.buckets):
+            if h <= 0 or w <= 0 or h % 8 or w % 8:
+                raise WfvaeError(f"size {h}x{w}: height and width must be positive multiples of 8")
+        if self.crop not in ("center", "none"):
+            raise WfvaeError(f"--crop {self.crop!r}: use 'center' or 'none'")
+        if self.batch_size < 1:
+            raise WfvaeError(f"--batch-size {self.batch_size}: must be >= 1")
+        if self.workers < 1:
+            raise WfvaeError(f"--workers {self.workers}: must be >= 1")
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise WfvaeError(f"--dtype {self.dtype!r}: use fp32, bf16 or fp16")
+        if self.store_dtype not in STORE_DTYPES:
+            raise WfvaeError(f"--store-dtype {self.store_dtype!r}: use fp16 or fp32 (bfloat16 is not a Zarr type)")
+        if self.chunk_frames is not None and self.chunk_frames < 1:
+            raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1")
+        if self.decode_timeout is not None and self.decode_timeout <= 0:
+            raise WfvaeError(f"--decode-timeout {self.decode_timeout}: must be > 0 seconds")
+        if self.shard_size is not None and self.shard_size < 1:
+            raise WfvaeError(f"--shard-size {self.shard_size}: must be >= 1")
+        if self.clip_mode == "full" and self.batch_size != 1:
+            raise WfvaeError("--clip-mode full streams one whole video at a time: use --batch-size 1")
+        if self.out.exists() and not self.out.is_dir():
+            raise WfvaeError(f"--out {self.out}: exists and is a file; choose a path ending in .zarr")
+
+    @staticmethod
+    def parse_buckets(spec: str, res: int) -> tuple[tuple[int, int], ...]:
+        """``auto`` -> standard aspect buckets of about res² pixels; else ``HxW,HxW,...``."""
+        if spec == "auto":
+            return tuple(auto_buckets(res))
+        out = []
+        for part in spec.split(","):
+            try:
+                h, w = (int(v) for v in part.lower().split("x"))
+            except ValueError as exc:
+                raise WfvaeError(f"--buckets {spec!r}: expected 'auto' or HxW,HxW,... e.g. 256x256,192x320") from exc
+            out.append((h, w))
+        return tuple(out)
+
+    def clip_spec(self, time_compression: int) -> ClipSpec:
+        return ClipSpec(
+            frames=self.frames,
+            stride=self.stride,
+            fps=self.fps,
+            mode=self.clip_mode,  # type: ignore[arg-type]
+            clips_per_video=self.clips_per_video,
+            time_compression=time_compression,
+        )
+
+    @property
+    def kind(self) -> str:
+        return "sample" if self.store_sample else "posterior"
+
+    def preprocessing(self) -> dict:
+        """Everything that determines a clip's model input; a resumed run must match it exactly."""
+        return {
+            "frames": self.frames if self.clip_mode != "full" else None,
+            "stride": self.stride,
+            "fps": self.fps,
+            "clip_mode": self.clip_mode,
+            "clips_per_video": self.clips_per_video,
+            "size": list(self.size) if self.size else None,
+            "buckets": [list(b) for b in self.buckets],
+            "crop": self.crop,
+            "resize": "shorter side, bilinear, antialias, align_corners=False",
+            "value_range": [-1.0, 1.0],
+            "frame_rule": "source index floor(k*r + 1/2) from the clip start, r = stride or source_fps/fps",
+            "compute_dtype": self.dtype,
+        }

@@ -1,0 +1,126 @@
+"""The stages every backend runs: load a clip (decode + transform), encode a batch, produce store rows.
+
+They are plain functions/classes with no threading of their own, so the local executor and the Ray
+backend compose the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wfvae_cli.errors import WfvaeError
+from wfvae_cli.io import iter_frames, read_frames, to_model_input
+from wfvae_cli.model import WFVAE, DiagonalGaussian
+from wfvae_cli.pipeline.options import EncodeOptions
+from wfvae_cli.store import SampleRecord
+
+
+#: seconds to sleep per model batch; set by tests (WFVAE_DEBUG_ENCODE_DELAY) to kill a run part-way
+_DEBUG_DELAY = float(os.environ.get("WFVAE_DEBUG_ENCODE_DELAY", "0") or 0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of the store to fill."""
+
+    bucket: str
+    row: int
+    record: SampleRecord
+    size: tuple[int, int]  # model input (H, W)
+
+
+@dataclass
+class LoadedClip:
+    task: Task
+    video: torch.Tensor | None  # (3, T, H, W) in [-1, 1]; None when loading failed
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
+    """Decode the clip's frames and resize/crop them; a failure is retried ``retries`` times, then reported."""
+    t0 = time.perf_counter()
+    error = "not attempted"
+    for _ in range(retries + 1):
+        try:
+            frames = read_frames(task.record.source, np.asarray(task.record.frame_indices), timeout=opts.decode_timeout, threads=1)
+            video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]
+            return LoadedClip(task, video, seconds=time.perf_counter() - t0)
+        except Exception as exc:  # per-sample errors never stop the job
+            error = " ".join(str(exc).split()) if isinstance(exc, WfvaeError) else f"{type(exc).__name__}: {exc}"
+    return LoadedClip(task, None, error=error[:500], seconds=time.perf_counter() - t0)
+
+
+def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
+    """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory."""
+    for frames in iter_frames(task.record.source, np.asarray(task.record.frame_indices), chunk,
+                              timeout=opts.decode_timeout, threads=1):
+        yield to_model_input(frames, task.size, opts.crop)[None]  # type: ignore[arg-type]
+
+
+def sample_seed(seed: int, bucket: str, row: int) -> int:
+    """A per-row seed: the stored draw does not depend on batching, worker or resume order."""
+    digest = hashlib.sha256(f"{seed}/{bucket}/{row}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class LatentEncoder:
+    """Runs the model on batches of one bucket and returns the arrays the store expects per row."""
+
+    def __init__(self, model: WFVAE, opts: EncodeOptions) -> None:
+        self.model = model
+        self.opts = opts
+        self.device = torch.device(opts.device)
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.dtype]
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise WfvaeError(f"--device {opts.device}: CUDA is not available on this machine; use --device cpu")
+        # On GPU, low precision runs under autocast (weights stay fp32); on CPU the model is cast.
+        self.autocast = self.device.type == "cuda" and self.dtype != torch.float32
+        target_dtype = torch.float32 if self.autocast else self.dtype
+        self.model.to(device=self.device, dtype=target_dtype).eval()
+        self.input_dtype = target_dtype
+
+    def _posterior(self, video: torch.Tensor) -> DiagonalGaussian:
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
+            return self.model.encode(video, chunk_frames=self.opts.chunk_frames)
+
+    def _rows(self, tasks: list[Task], posterior: DiagonalGaussian) -> list[dict[str, np.ndarray]]:
+        mean = posterior.mean.float().cpu()
+        logvar = posterior.logvar.float().cpu()
+        if not self.opts.store_sample:
+            return [{"mean": mean[i].numpy(), "logvar": logvar[i].numpy()} for i in range(len(tasks))]
+        out = []
+        for i, task in enumerate(tasks):
+            gen = torch.Generator().manual_seed(sample_seed(self.opts.seed, task.bucket, task.row))
+            eps = torch.randn(mean[i].shape, generator=gen)
+            out.append({"sample": (mean[i] + torch.exp(0.5 * logvar[i]) * eps).numpy()})
+        return out
+
+    @torch.inference_mode()
+    def encode_batch(self, clips: list[LoadedClip]) -> list[dict[str, np.ndarray]]:
+        """Encode clips of one bucket together; returns one dict of arrays per clip."""
+        if _DEBUG_DELAY:  # test hook: make a tiny model slow enough to be killed mid-run
+            time.sleep(_DEBUG_DELAY)
+        video = torch.stack([c.video for c in clips]).to(self.device, self.input_dtype)  # type: ignore[misc]
+        return self._rows([c.task for c in clips], self._posterior(video))
+
+    @torch.inference_mode()
+    def encode_stream(self, task: Task) -> dict[str, np.ndarray]:
+        """Encode one (long) clip chunk by chunk through the Causal Cache (``--clip-mode full``)."""
+        chunk = self.opts.chunk_frames or 4 * self.model.config.temporal_factor
+        parts = []
+        with (
+            torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast),
+            self.model.stream_encoder(chunk_frames=chunk) as enc,
+        ):
+            for frames in iter_clip_chunks(task, self.opts, chunk):
+                parts.append(enc.push(frames.to(self.device, self.input_dtype)))
+            parts.append(enc.flush())
+        return self._rows([task], DiagonalGaussian.cat(parts))[0]
