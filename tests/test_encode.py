@@ -64,7 +64,7 @@ def test_resume_skips_done_and_refuses_other_weights(videos, tmp_path):
     assert again.resumed and again.done == 0 and again.already_done == 4
     with pytest.raises(IncompatibleStoreError, match="weights"):
         encode_dataset(options([videos], out, model="wfvae-s-8chn"))
-    with pytest.raises(IncompatibleStoreError, match="frames|preprocessing"):
+    with pytest.raises(IncompatibleStoreError, match=r"frames|preprocessing"):
         encode_dataset(options([videos], out, frames=13))
     redo = encode_dataset(options([videos], out, overwrite=True, frames=13))
     assert redo.done == 4 and not redo.resumed
@@ -195,5 +195,5 @@ def test_cli_exit_codes_and_json(videos, tmp_path):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "missing.mp4" in err  # a missing top-level input is a usage error
     p = _cli("encode", str(videos), "--out", str(tmp_path / "s.zarr"), "--model", MODEL, "--frames", "10", "--res", "64")
-    out, err = p.communicate(timeout=300)
+    _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "4k+1" in err and len(err.strip().splitlines()) == 1

@@ -21,7 +21,6 @@ from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
 
-
 #: seconds to sleep per model batch; set by tests (WFVAE_DEBUG_ENCODE_DELAY) to kill a run part-way
 _DEBUG_DELAY = float(os.environ.get("WFVAE_DEBUG_ENCODE_DELAY", "0") or 0)
 
