@@ -192,7 +192,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 def test_cli_exit_codes_and_json(videos, tmp_path):
     p = _cli("encode", str(videos), str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "s.zarr"),
              "--model", MODEL, "--frames", "9", "--res", "64", "--json")
-    out, err = p.communicate(timeout=300)
+    _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "missing.mp4" in err  # a missing top-level input is a usage error
     p = _cli("encode", str(videos), "--out", str(tmp_path / "s.zarr"), "--model", MODEL, "--frames", "10", "--res", "64")
     _, err = p.communicate(timeout=300)
