@@ -6,7 +6,14 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from wfvae_cli.cli.app import app
@@ -118,7 +125,7 @@ class _progress:
     def on_run(self, result) -> None:
         t = result.times
         if self.run_task is None:
-            self.run_task = self.progress.add_task("encoding clips", total=None, rate="", errors="")
+            self.run_task = self.progress.add_task("encoding clips", total=result.total or None, rate="", errors="")
         wall = max(t.wall, 1e-9)
         self.progress.update(
             self.run_task,
@@ -126,10 +133,6 @@ class _progress:
             rate=f"{result.done / wall:.2f} clips/s · {result.frames / wall:.1f} frames/s · model busy {t.model_busy_fraction:.0%}",
             errors=f"{result.failed} failed" if result.failed else "",
         )
-
-    def set_total(self, total: int) -> None:
-        if self.run_task is not None:
-            self.progress.update(self.run_task, total=total)
 
 
 def _render(summary) -> None:

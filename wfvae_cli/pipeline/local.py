@@ -39,6 +39,7 @@ class StageTimes:
 
 @dataclass
 class RunResult:
+    total: int = 0  # samples this run set out to encode
     done: int = 0
     failed: int = 0
     frames: int = 0
@@ -137,11 +138,13 @@ def run_local(
     progress: ProgressFn | None = None,
 ) -> RunResult:
     """Encode ``tasks`` (sorted by bucket, then row) into ``store``; see the module docstring."""
-    result = RunResult()
+    result = RunResult(total=len(tasks))
     times = result.times
     writer = _Writer(store, opts, times)
     writer.start()
     start = time.perf_counter()
+    if progress:
+        progress(result)
 
     def fail(task: Task, message: str) -> None:
         result.failed += 1

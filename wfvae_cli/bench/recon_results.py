@@ -1,0 +1,136 @@
+"""Typed settings and results of ``wfvae bench recon`` and their JSON form (schema ``wfvae-bench-recon/1``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfvae_cli.bench.results import ModelInfo
+from wfvae_cli.bench.settings import DTYPES
+from wfvae_cli.errors import WfvaeError
+
+RECON_SCHEMA = "wfvae-bench-recon/1"
+METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "fvd")
+CLIP_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips")
+"""Per-clip metrics (averaged over clips); FVD is one distance over the whole set."""
+
+
+@dataclass(frozen=True)
+class ReconSettings:
+    """Options of a reconstruction evaluation (the CLI flags one to one; see docs/bench.md)."""
+
+    inputs: tuple[str, ...]
+    model: str
+    frames: int = 33
+    height: int = 256
+    width: int = 256
+    chunk_frames: int | None = None
+    metrics: tuple[str, ...] = METRICS
+    lpips_weights: str | None = None
+    i3d: str | None = None
+    limit: int | None = None
+    save_videos: str | None = None
+    compare_chunked: int | None = None
+    device: str = "cpu"
+    dtype: str = "fp32"
+    decode_timeout: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise WfvaeError("no INPUT given: pass video files, folders, globs or manifests")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise WfvaeError(f"--metrics {','.join(self.metrics)!r}: choose from {','.join(METRICS)}")
+        if self.dtype not in DTYPES:
+            raise WfvaeError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        for name in ("chunk_frames", "compare_chunked", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise WfvaeError(f"--{name.replace('_', '-')} {value}: must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["inputs"], d["metrics"] = list(self.inputs), list(self.metrics)
+        return d
+
+
+@dataclass(frozen=True)
+class ClipOutcome:
+    """One evaluated clip: per-clip metrics for the reference pass and, if compared, the chunked pass."""
+
+    path: str
+    start_frame: int
+    end_frame: int
+    fps: float
+    metrics: dict[str, float]
+    chunked_metrics: dict[str, float] | None = None
+    max_abs_diff: float | None = None
+    seconds: float = 0.0
+    saved: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ClipFailure:
+    """An input that could not be evaluated (``stage``: discover, probe/plan, decode) and why; not fatal."""
+
+    path: str
+    stage: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ReconReport:
+    """A whole evaluation. ``summary`` holds clip means (and set-level ``fvd``) for the reference pass."""
+
+    machine: dict[str, Any]
+    settings: ReconSettings
+    model: ModelInfo
+    created: str = ""
+    clips: list[ClipOutcome] = field(default_factory=list)
+    failures: list[ClipFailure] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)
+    chunked_summary: dict[str, float] | None = None
+    max_abs_diff: float | None = None
+    fvd: dict[str, Any] | None = None
+    chunked_fvd: dict[str, Any] | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reference_label(self) -> str:
+        chunk = self.settings.chunk_frames
+        return "direct" if chunk is None else f"chunk {chunk}"
+
+    @property
+    def delta(self) -> dict[str, float] | None:
+        """Chunked minus reference, per metric (the paper's Tab. 5 comparison)."""
+        if self.chunked_summary is None:
+            return None
+        return {k: self.chunked_summary[k] - v for k, v in self.summary.items() if k in self.chunked_summary}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": RECON_SCHEMA,
+            "created": self.created,
+            "machine": self.machine,
+            "settings": self.settings.to_dict(),
+            "model": self.model.to_dict(),
+            "reference": self.reference_label,
+            "summary": self.summary,
+            "chunked_summary": self.chunked_summary,
+            "delta": self.delta,
+            "max_abs_diff": self.max_abs_diff,
+            "fvd": self.fvd,
+            "chunked_fvd": self.chunked_fvd,
+            "unavailable": self.unavailable,
+            "notes": self.notes,
+            "clips": [c.to_dict() for c in self.clips],
+            "failures": [f.to_dict() for f in self.failures],
+        }
