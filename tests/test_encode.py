@@ -197,3 +197,10 @@ def test_cli_exit_codes_and_json(videos, tmp_path):
     p = _cli("encode", str(videos), "--out", str(tmp_path / "s.zarr"), "--model", MODEL, "--frames", "10", "--res", "64")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "4k+1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_very_large_frames_are_resized(tmp_path):
+    bad = make_bad_inputs(tmp_path / "bad")
+    summary = encode_dataset(options([bad["large"]], tmp_path / "s.zarr", frames=1))
+    assert summary.ok and summary.buckets == {"1x64x64": {"clips": 1, "latent_shape": [4, 1, 8, 8], "pending": 0,
+                                                          "done": 1, "failed": 0}}
