@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from official_style import OfficialStyle  # noqa: E402
+from official_style import OfficialStyle
 
-from wfvae_cli import load_model  # noqa: E402
+from wfvae_cli import load_model
 
 
 def _rss_mb() -> float:
