@@ -193,7 +193,8 @@ def run_local(
                     times.wall = time.perf_counter() - start
                     progress(result)
     finally:
-        writer.put(None)
+        if writer.is_alive():
+            writer.put(None)  # lets the writer flush what it holds (complete samples only) and exit
         writer.join()
     times.wall = time.perf_counter() - start
     if writer.error is not None:
