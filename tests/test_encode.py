@@ -204,3 +204,30 @@ def test_very_large_frames_are_resized(tmp_path):
     summary = encode_dataset(options([bad["large"]], tmp_path / "s.zarr", frames=1))
     assert summary.ok and summary.buckets == {"1x64x64": {"clips": 1, "latent_shape": [4, 1, 8, 8], "pending": 0,
                                                           "done": 1, "failed": 0}}
+
+
+def test_write_failure_stops_cleanly_and_resumes(videos, tmp_path, monkeypatch):
+    """A full disk mid-run: one clear error, done samples intact, the same command resumes."""
+    import errno
+
+    from wfvae_cli.store import writer as writer_module
+
+    real_flush = writer_module.ShardWriter.flush
+    calls = {"n": 0}
+
+    def flaky_flush(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_flush(self)
+
+    monkeypatch.setattr(writer_module.ShardWriter, "flush", flaky_flush)
+    out = tmp_path / "s.zarr"
+    with pytest.raises(WfvaeError, match="No space left on device.*rerun the same command"):
+        encode_dataset(options([videos], out, shard_size=1))
+    done_before = open_store(out).counts("9x64x64")["done"]
+    assert 0 < done_before < 4
+    monkeypatch.setattr(writer_module.ShardWriter, "flush", real_flush)
+    summary = encode_dataset(options([videos], out, shard_size=1))
+    assert summary.ok and summary.already_done == done_before and summary.done == 4 - done_before
+    assert verify(out).ok

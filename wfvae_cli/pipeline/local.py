@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from wfvae_cli.errors import WfvaeError
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.stages import LatentEncoder, LoadedClip, Task, load_clip
 from wfvae_cli.store import LatentStore, StoreWriter
@@ -112,6 +113,11 @@ class _Writer(threading.Thread):
                     self.times.write += time.perf_counter() - t0
         except BaseException as exc:  # surfaced to the main thread, which stops the job
             self.error = exc
+            if isinstance(exc, OSError):  # disk full, read-only remount, NFS gone: the user can act on it
+                self.error = WfvaeError(
+                    f"cannot write to {self.store.path}: {exc.strerror or exc}; fix it and rerun the same command "
+                    "to resume (samples already marked done are intact)"
+                )
             while True:  # unblock the producer
                 try:
                     if self.queue.get_nowait() is None:
