@@ -223,7 +223,7 @@ def test_write_failure_stops_cleanly_and_resumes(videos, tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer_module.ShardWriter, "flush", flaky_flush)
     out = tmp_path / "s.zarr"
-    with pytest.raises(WfvaeError, match="No space left on device.*rerun the same command"):
+    with pytest.raises(WfvaeError, match=r"No space left on device.*rerun the same command"):
         encode_dataset(options([videos], out, shard_size=1))
     done_before = open_store(out).counts("9x64x64")["done"]
     assert 0 < done_before < 4
