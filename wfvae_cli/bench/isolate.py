@@ -88,7 +88,7 @@ def run_child(cell: Cell, settings: BenchSettings, phases: tuple[Phase, ...], po
         killed = False
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "wfvae_cli.bench._child", str(task), str(events)],
+                [sys.executable, "-m", "wfvae_cli.bench._child", str(task), str(events), str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

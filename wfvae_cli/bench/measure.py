@@ -52,7 +52,11 @@ def _debug_oom(where: str, allow_kill: bool) -> None:
 
 
 class MemoryProbe:
-    """Phase-scoped peak memory: the CUDA allocator's counters, or the process RSS (see :mod:`procmem`)."""
+    """Phase-scoped peak memory: the CUDA allocator's counters, or the process RSS (see :mod:`procmem`).
+
+    ``start`` records the baseline (model and input in memory, freed heap returned to the OS); ``rearm``
+    after the warm-up restarts the peak so that it covers the timed repeats only; ``stop`` reads it.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -70,6 +74,16 @@ class MemoryProbe:
         procmem.trim_heap()
         self.scoped = procmem.reset_peak_rss()
         self.baseline = procmem.rss_bytes()
+
+    def rearm(self) -> None:
+        """Restart the peak after the warm-up, keeping the after-load baseline: first-call costs (torch.compile,
+        oneDNN primitive creation, cuDNN autotuning) are transient and not what the steady state needs."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            procmem.trim_heap()
+            self.scoped = procmem.reset_peak_rss() and self.scoped
 
     def stop(self) -> MemoryStats | None:
         if self.device.type == "cuda":
@@ -124,6 +138,8 @@ class CellRunner:
             with inference_context(self.device, s.torch_dtype):
                 for i in range(s.warmup + s.repeat):
                     out = None  # free the previous output first: two alive at once would inflate the peak
+                    if i == s.warmup and i > 0:
+                        probe.rearm()
                     synchronize(self.device)
                     start = time.perf_counter()
                     out = self._call(phase, x)
@@ -181,7 +197,8 @@ def measure_cell(
     device = torch.device(settings.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # input shapes are fixed within a cell: let cuDNN pick kernels
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            torch.cuda.set_device(device)
     try:
         model = load_for_bench(cell, settings, allow_kill=isolated)
     except Exception as exc:

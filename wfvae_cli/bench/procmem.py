@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import signal
 
 
 def _status_kib(field: str, pid: int | str = "self") -> int | None:
@@ -70,3 +71,20 @@ def trim_heap() -> None:
     lib = _libc()
     if lib is not None:
         lib.malloc_trim(0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``).
+
+    A measurement child can run for minutes; if the benchmark is terminated (SIGTERM skips the parent's
+    cleanup), an orphaned child would keep burning the CPU that other work needs. The parent-pid check
+    closes the race where the parent died before the request was made.
+    """
+    lib = _libc()
+    if lib is not None and hasattr(lib, "prctl"):
+        lib.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
