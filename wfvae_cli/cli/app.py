@@ -50,7 +50,7 @@ def _root(
 def _register() -> None:
     """Import the command modules; each adds its commands to :data:`app`."""
     from wfvae_cli.cli import bench  # noqa: F401, I001
-    from wfvae_cli.cli import demo, encode, info, store_cmds  # noqa: F401
+    from wfvae_cli.cli import demo, encode, info, store_cmds, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -209,6 +209,13 @@ def _released(base_channels: int, latent_dim: int = 16) -> WFVAEConfig:
 
 PRESET_WIDTHS = {"wfvae-s": 128, "wfvae-m": 160, "wfvae-l": 192}
 LATENT_DIMS = (4, 8, 16, 32)
+#: presets whose *trained* weights ship inside the package, in ``wfvae_cli/assets/<name>/`` (HF layout)
+BUNDLED_PRESETS = ("wfvae-tiny",)
+
+
+def bundled_dir(name: str) -> Path:
+    """Folder of a bundled preset (``config.json`` + ``diffusion_pytorch_model.safetensors``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / name.lower()
 
 
 def preset_config(name: str) -> WFVAEConfig:
@@ -219,6 +226,8 @@ def preset_config(name: str) -> WFVAEConfig:
     A ``-8x`` suffix gives the 8x temporal variant of any of them (e.g. ``wfvae-l-8x``).
     """
     key = name.lower()
+    if key in BUNDLED_PRESETS:
+        return WFVAEConfig.from_json(bundled_dir(key) / "config.json")
     if key.endswith("-8x"):
         return preset_config(key.removesuffix("-8x")).with_temporal_factor(8)
     if key in ("wfvae-s-8chn", "wfvae-s-8chn-osp13"):
@@ -242,7 +251,7 @@ def preset_config(name: str) -> WFVAEConfig:
 
 
 def preset_names() -> list[str]:
-    names = [*PRESET_WIDTHS, "wfvae-s-8chn"]
+    names = [*PRESET_WIDTHS, "wfvae-s-8chn", *BUNDLED_PRESETS]
     names += [f"{b}-{z}ch" for b in PRESET_WIDTHS for z in LATENT_DIMS]
     names += [f"{b}-8x" for b in PRESET_WIDTHS]
     return names

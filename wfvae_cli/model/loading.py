@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from wfvae_cli.errors import CheckpointError, OfflineError
-from wfvae_cli.model.config import WFVAEConfig, preset_config, preset_names
+from wfvae_cli.model.config import BUNDLED_PRESETS, WFVAEConfig, bundled_dir, preset_config, preset_names
 from wfvae_cli.model.model import CONFIG_NAME, WEIGHTS_NAME, WFVAE
 from wfvae_cli.model.wavelets import HAAR2D_NAMES, HAAR3D_NAMES
 
@@ -49,7 +49,9 @@ def load_model(
     """
     spec_str = os.fspath(spec)
     path = Path(spec_str).expanduser()
-    if not path.exists() and _is_preset(spec_str):
+    if not path.exists() and spec_str.lower() in BUNDLED_PRESETS:  # trained weights shipped in the package
+        model = _load_directory(bundled_dir(spec_str), ema, source=f"bundled:{spec_str.lower()}")
+    elif not path.exists() and _is_preset(spec_str):
         model = _build_preset(spec_str, seed)
     elif path.is_dir():
         model = _load_directory(path, ema)

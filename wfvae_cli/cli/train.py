@@ -1,0 +1,163 @@
+"""`wfvae train RECIPE [key=value ...]` and `wfvae train export CKPT --out DIR`.
+
+``train`` is a Typer group whose default command is ``run``: ``wfvae train recipe.toml optim.lr=2e-5`` is
+``wfvae train run recipe.toml optim.lr=2e-5``, while ``wfvae train export ...`` reaches the export command.
+Under ``torchrun --nproc-per-node N -m wfvae_cli train recipe.toml`` every process runs the same command and
+joins the process group from torchrun's environment; ``--ray --workers N`` hands the same function to Ray
+Train's ``TorchTrainer`` (Ray is an optional dependency, imported only then).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from wfvae_cli.cli.app import app
+from wfvae_cli.cli.options import console, err_console
+from wfvae_cli.errors import WfvaeError
+
+
+class _DefaultRun(TyperGroup):
+    """A group that treats an unknown first word (the recipe path, or an option) as ``run``'s argument."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        help_names = set(self.get_help_option_names(ctx))
+        if args and args[0] not in self.list_commands(ctx) and args[0] not in help_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+train_app = typer.Typer(
+    cls=_DefaultRun,
+    add_completion=False,
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    help="Train WF-VAE from a TOML recipe ([bold]wfvae train RECIPE \\[key=value ...][/]); "
+    "[bold]train export[/] writes a checkpoint in the official layout.",
+)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("run")
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe TOML (see recipes/)."),
+    overrides: list[str] = typer.Argument(None, help="Overrides: section.key=value (TOML values; `none` unsets)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved recipe and exit."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir/checkpoints."),
+    resume_from: Path | None = typer.Option(None, "--resume-from", help="Continue from this training checkpoint."),
+    use_ray: bool = typer.Option(False, "--ray", help="Run on a Ray cluster with Ray Train (pip install -e '.\\[ray]')."),
+    workers: int = typer.Option(1, "--workers", help="Ray Train workers (one per device) with --ray."),
+    gpu: bool | None = typer.Option(None, "--gpu/--no-gpu", help="Ray workers use a GPU each (default: if CUDA is here)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (logs and metrics.jsonl only)."),
+) -> None:
+    """Train (or resume) a run described by RECIPE; `--print-config` shows the resolved recipe."""
+    from wfvae_cli.train.recipe import dump_recipe, load_recipe
+
+    loaded = load_recipe(recipe, overrides or [])
+    if print_config:
+        typer.echo(dump_recipe(loaded), nl=False)
+        return
+    if resume and resume_from is not None:
+        raise WfvaeError("--resume and --resume-from are alternatives: give one")
+    resume_arg: Path | bool | None = resume_from if resume_from is not None else (True if resume else None)
+    if use_ray:
+        _run_ray(recipe, overrides or [], resume_arg, workers, gpu)
+        return
+    if workers != 1:
+        raise WfvaeError("--workers is for --ray; with torchrun use --nproc-per-node")
+    _run_local(loaded, resume_arg, progress=not quiet)
+
+
+def _run_local(recipe: Any, resume: Path | bool | None, progress: bool) -> None:
+    from wfvae_cli.train import distributed
+    from wfvae_cli.train.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ctx = distributed.setup(recipe.device)
+    try:
+        result = train(recipe, resume=resume, progress=progress, ctx=ctx)
+    finally:
+        distributed.cleanup()
+    if ctx.is_main:
+        _summary(result)
+
+
+def _summary(result: Any) -> None:
+    console.print(f"trained to step {result.step} · output {result.output_dir}")
+    if result.checkpoint is not None:
+        console.print(f"checkpoint {result.checkpoint}  (export: wfvae train export {result.checkpoint} --out DIR)")
+    if result.last_eval:
+        console.print("eval: " + " ".join(f"{k}={v:.4g}" for k, v in result.last_eval.items()))
+
+
+def _ray_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker loop: Ray has created the process group; the trainer joins it."""
+    os.chdir(config["cwd"])  # relative recipe paths mean the driver's working directory
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+
+    from wfvae_cli.train import distributed
+    from wfvae_cli.train.recipe import load_recipe
+    from wfvae_cli.train.trainer import train
+
+    recipe = load_recipe(config["recipe"], config["overrides"])
+    # Ray pins one device per worker (CUDA_VISIBLE_DEVICES); ask it rather than guessing from LOCAL_RANK
+    ctx = distributed.DistContext(
+        dist.get_rank(), dist.get_world_size(), ray.train.get_context().get_local_rank(), ray.train.torch.get_device()
+    )
+    train(recipe, resume=config["resume"], progress=False, ctx=ctx)
+
+
+def _run_ray(recipe: Path, overrides: list[str], resume: Path | bool | None, workers: int, gpu: bool | None) -> None:
+    try:
+        from ray.train import ScalingConfig
+        from ray.train.torch import TorchTrainer
+    except ImportError:
+        raise WfvaeError("--ray needs Ray Train, which is not installed: pip install -e '.[ray]'") from None
+    import torch
+
+    if workers < 1:
+        raise WfvaeError(f"--workers {workers} must be >= 1")
+    use_gpu = torch.cuda.is_available() if gpu is None else gpu
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={
+            "cwd": os.getcwd(),
+            "recipe": str(recipe.resolve()),
+            "overrides": list(overrides),
+            "resume": str(resume) if isinstance(resume, Path) else resume,
+        },
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+    )
+    trainer.fit()
+    err_console.print(f"ray: {workers} worker(s) finished")
+
+
+@train_app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="Training checkpoint (output_dir/checkpoints/step_*.pt) or its folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for config.json + diffusion_pytorch_model.safetensors."),
+    raw: bool = typer.Option(False, "--raw", help="Export the raw weights instead of the EMA weights."),
+    dtype: str = typer.Option("fp32", "--dtype", help="Stored precision of the weights: fp32 | fp16 | bf16."),
+) -> None:
+    """Write the official HF layout (what `load_model` and the official code read); EMA weights by default."""
+    import torch
+
+    from wfvae_cli.train.checkpoint import export_checkpoint, latest_checkpoint
+
+    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise WfvaeError(f"--dtype {dtype!r}: choose fp32, fp16 or bf16")
+    if checkpoint.is_dir():
+        found = latest_checkpoint(checkpoint)
+        if found is None:
+            raise WfvaeError(f"{checkpoint}: no step_*.pt checkpoint in this folder")
+        checkpoint = found
+    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=dtypes[dtype])
+    console.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}")
