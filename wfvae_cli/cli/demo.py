@@ -14,7 +14,7 @@ from wfvae_cli.cli.options import console, parse_resolution, print_json
 
 @app.command()
 def demo(
-    model_spec: str = typer.Option("wfvae-s", "--model", help="Model spec (preset, checkpoint dir/file, hub id)."),
+    model_spec: str = typer.Option("wfvae-tiny", "--model", help="Model spec (preset, checkpoint dir/file, hub id)."),
     out: Path = typer.Option(Path("wfvae-demo"), "--out", help="Folder for the generated sample clips."),
     clips: int = typer.Option(2, "--clips", min=1, help="Number of sample clips to generate and round-trip."),
     frames: int = typer.Option(17, "--frames", help="Frames per clip (4k+1)."),
