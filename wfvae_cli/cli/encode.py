@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -43,13 +44,17 @@ def encode(
     seed: int = typer.Option(0, "--seed", help="Seed of the stored sample (per row, independent of batching)."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Causal Cache chunk (frames); bounds memory."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
-    workers: int = typer.Option(2, "--workers", help="Decode threads (prefetching ahead of the model)."),
+    workers: int | None = typer.Option(None, "--workers", help="Decode threads (prefetching ahead of the model; default 2). With --ray: model workers (default one per GPU of the cluster; required on CPU-only clusters)."),
     decode_timeout: float = typer.Option(300.0, "--decode-timeout", help="Seconds before a hung decode is killed."),
     shard_size: int | None = typer.Option(None, "--shard-size", help="Samples per shard (default: ~64 MiB per shard)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, also redo samples that failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (clips, buckets, size, rejects) and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
+    # --- Ray backend (docs/ray.md)
+    ray: str | None = typer.Option(None, "--ray", help="Encode on a Ray cluster: 'auto' (RAY_ADDRESS or a running cluster, else start a local one) or the head's HOST:PORT. See docs/ray.md."),
+    num_gpus_per_worker: float | None = typer.Option(None, "--num-gpus-per-worker", help="With --ray: GPUs per model worker (default 1 when the cluster has GPUs, else 0; 0.5 puts two on a GPU)."),
+    decode_cpus: float | None = typer.Option(None, "--decode-cpus", help="With --ray: CPUs each decode task reserves (default 1 if the model workers leave CPUs free, else 0 = share their cores)."),
 ) -> None:
     """Encode videos into WF-VAE latents in a Zarr v3 store; rerun the same command to resume.
 
@@ -63,8 +68,11 @@ def encode(
         inputs=tuple(inputs), out=out, model=model, frames=frames, stride=stride, fps=fps, clip_mode=clip_mode,
         clips_per_video=clips_per_video, size=size, buckets=bucket_list, crop=crop, batch_size=batch_size,
         dtype=dtype, store_dtype=store_dtype, store_sample=store_sample, seed=seed,  # type: ignore[arg-type]
-        chunk_frames=chunk_frames, device=device, workers=workers, decode_timeout=decode_timeout,
+        chunk_frames=chunk_frames, device=device, decode_timeout=decode_timeout,
         overwrite=overwrite, retry_failed=retry_failed, shard_size=shard_size, command=tuple(["wfvae", *sys.argv[1:]]),
+        # --workers: decode threads locally (default 2); model workers under Ray (default 0 = one per GPU)
+        workers=workers if workers is not None else (0 if ray is not None else 2),
+        ray=ray, num_gpus_per_worker=num_gpus_per_worker, decode_cpus=decode_cpus,
     )
     with _progress(disable=as_json) as (progress, on_plan, on_run):
         summary = encode_dataset(opts, progress=on_run, on_plan=on_plan, dry_run=dry_run)
@@ -109,6 +117,7 @@ class _progress:
         )
         self.plan_task = None
         self.run_task = None
+        self.worker_tasks: dict[int, TaskID] = {}
 
     def __enter__(self):
         self.progress.start()
@@ -133,6 +142,16 @@ class _progress:
             rate=f"{result.done / wall:.2f} clips/s · {result.frames / wall:.1f} frames/s · model busy {t.model_busy_fraction:.0%}",
             errors=f"{result.failed} failed" if result.failed else "",
         )
+        for w in getattr(result, "workers", ()):  # --ray: one line per model worker (RayRunResult)
+            if w.index not in self.worker_tasks:
+                self.worker_tasks[w.index] = self.progress.add_task("", total=None, rate="", errors="")
+            self.progress.update(
+                self.worker_tasks[w.index],
+                description=f"  worker {w.index} · {w.node_ip or '?'} · {w.device or '?'} · {w.state}",
+                completed=w.done,
+                rate=f"{w.clips_per_s:.2f} clips/s",
+                errors=f"{w.failed} failed" if w.failed else "",
+            )
 
 
 def _render(summary) -> None:

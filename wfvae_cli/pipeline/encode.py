@@ -124,6 +124,15 @@ def encode_dataset(
     warnings: list[str] = []
     if out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir()):
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
+    # --- Ray backend (docs/ray.md): join Ray before planning, so a bad address fails before any work.
+    # Imported only here: the local path never loads ray.
+    backend = None
+    if opts.ray is not None and not dry_run:
+        from wfvae_cli.pipeline.ray_backend import RayBackend
+
+        backend = RayBackend.connect(opts)
+        opts = backend.opts  # `workers` resolved to the number of model workers
+    # --- end Ray backend
 
     if resumed:
         store = open_store(out, "r+")
@@ -152,6 +161,8 @@ def encode_dataset(
                 f"no usable clip in the inputs ({len(plan.rejected)} rejected, first: "
                 f"{plan.rejected[0][0] + ': ' + plan.rejected[0][1] if plan.rejected else 'none'}); nothing was written"
             )
+        if backend is not None:  # Ray: enough shards (units of parallel work) for every worker
+            plan = backend.balance(plan)
         try:
             store = create_store(out, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
         except OSError as exc:
@@ -159,8 +170,12 @@ def encode_dataset(
         rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
 
     tasks, already_done = _tasks(store, opts.retry_failed)
-    encoder = LatentEncoder(model, opts)
-    result = run_local(store, tasks, encoder, opts, progress) if tasks else RunResult()
+    if backend is not None:  # Ray: model workers own and write shards; this process schedules them
+        result = backend.run(store, tasks, model, progress)
+        warnings.extend(backend.warnings)
+    else:
+        encoder = LatentEncoder(model, opts)
+        result = run_local(store, tasks, encoder, opts, progress) if tasks else RunResult()
     store.refresh()
     if all(store.counts(b)["pending"] == 0 for b in store.buckets):
         store.finalize(utc_now())

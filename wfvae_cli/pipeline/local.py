@@ -13,13 +13,22 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from wfvae_cli.errors import WfvaeError
 from wfvae_cli.pipeline.options import EncodeOptions
-from wfvae_cli.pipeline.stages import LatentEncoder, LoadedClip, Task, load_clip
+from wfvae_cli.pipeline.stages import (
+    Encoded,
+    LatentEncoder,
+    LoadedClip,
+    Task,
+    encode_clips,
+    encode_whole,
+    iter_batches,
+    load_clip,
+    write_error,
+)
 from wfvae_cli.store import LatentStore, StoreWriter
 
 
@@ -47,13 +56,26 @@ class RunResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, error)
     times: StageTimes = field(default_factory=StageTimes)
 
+    def record(self, out: Encoded) -> None:
+        """Count one clip's outcome (shared by every backend, so their summaries agree)."""
+        self.times.model += out.seconds
+        if out.ok:
+            self.done += 1
+            self.frames += len(out.task.record.frame_indices)
+        else:
+            self.failed += 1
+            self.failures.append((out.task.record.source, out.error))
+
 
 ProgressFn = Callable[[RunResult], None]
 
 
-def _prefetch(tasks: list[Task], opts: EncodeOptions, depth: int) -> Iterator[LoadedClip]:
-    """Load clips in order with at most ``depth`` in flight (bounded memory, ordered output)."""
-    with ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="wfvae-decode") as pool:
+def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: int) -> Iterator[LoadedClip]:
+    """Load clips in order with at most ``depth`` in flight (bounded memory, ordered output).
+
+    ``threads`` decode at once. Also used inside Ray model workers that decode in their own process.
+    """
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wfvae-decode") as pool:
         pending: list[Future[LoadedClip]] = []
         it = iter(tasks)
         for task in it:
@@ -66,18 +88,6 @@ def _prefetch(tasks: list[Task], opts: EncodeOptions, depth: int) -> Iterator[Lo
             if nxt is not None:
                 pending.append(pool.submit(load_clip, nxt, opts))
             yield clip
-
-
-def _batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[LoadedClip]]:
-    """Consecutive clips of the same bucket, up to ``size`` (tasks arrive sorted by bucket)."""
-    batch: list[LoadedClip] = []
-    for clip in clips:
-        if batch and (len(batch) == size or clip.task.bucket != batch[0].task.bucket):
-            yield batch
-            batch = []
-        batch.append(clip)
-    if batch:
-        yield batch
 
 
 class _Writer(threading.Thread):
@@ -112,12 +122,7 @@ class _Writer(threading.Thread):
                         last_flush = time.monotonic()
                     self.times.write += time.perf_counter() - t0
         except BaseException as exc:  # surfaced to the main thread, which stops the job
-            self.error = exc
-            if isinstance(exc, OSError):  # disk full, read-only remount, NFS gone: the user can act on it
-                self.error = WfvaeError(
-                    f"cannot write to {self.store.path}: {exc.strerror or exc}; fix it and rerun the same command "
-                    "to resume (samples already marked done are intact)"
-                )
+            self.error = write_error(self.store.path, exc)  # disk full, NFS gone...: one actionable line
             while True:  # unblock the producer
                 try:
                     if self.queue.get_nowait() is None:
@@ -152,38 +157,30 @@ def run_local(
     if progress:
         progress(result)
 
-    def fail(task: Task, message: str) -> None:
-        result.failed += 1
-        result.failures.append((task.record.source, message))
-        writer.put(("fail", task, message, None))
+    def emit(out: Encoded) -> None:
+        result.record(out)
+        if out.ok:
+            writer.put(("add", out.task, out.arrays, out.seconds))
+        else:
+            writer.put(("fail", out.task, out.error, None))
 
     try:
         if opts.clip_mode == "full":
             for task in tasks:
-                t0 = time.perf_counter()
-                try:
-                    arrays = encoder.encode_stream(task)
-                except Exception as exc:  # decode or model error of this one video
-                    fail(task, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
-                else:
-                    dt = time.perf_counter() - t0
-                    times.model += dt
-                    result.done += 1
-                    result.frames += len(task.record.frame_indices)
-                    writer.put(("add", task, arrays, dt))
+                emit(encode_whole(task, encoder))
                 if progress:
                     times.wall = time.perf_counter() - start
                     progress(result)
         else:
             depth = max(2 * opts.workers, 2 * opts.batch_size)
-            clips = _prefetch(tasks, opts, depth)
+            clips = prefetch_clips(tasks, opts, depth, threads=opts.workers)
             while True:
                 t_wait = time.perf_counter()
                 batch_clips = []
                 for clip in clips:
                     times.decode += clip.seconds
                     if clip.video is None:
-                        fail(clip.task, clip.error or "could not load the clip")
+                        emit(Encoded.load_failure(clip))
                         continue
                     batch_clips.append(clip)
                     if len(batch_clips) == opts.batch_size or (
@@ -193,8 +190,9 @@ def run_local(
                 times.model_wait += time.perf_counter() - t_wait
                 if not batch_clips:
                     break
-                for batch in _batches(batch_clips, opts.batch_size):
-                    _encode_batch(batch, encoder, writer, result, fail)
+                for batch in iter_batches(batch_clips, opts.batch_size):
+                    for out in encode_clips(batch, encoder):
+                        emit(out)
                 if progress:
                     times.wall = time.perf_counter() - start
                     progress(result)
@@ -207,35 +205,3 @@ def run_local(
         raise writer.error
     return result
 
-
-def _encode_batch(
-    batch: list[LoadedClip],
-    encoder: LatentEncoder,
-    writer: _Writer,
-    result: RunResult,
-    fail: Callable[[Task, str], None],
-) -> None:
-    """Encode one batch; if the batch fails, retry its clips one by one so one bad clip fails alone."""
-    t0 = time.perf_counter()
-    try:
-        rows = encoder.encode_batch(batch)
-    except Exception:
-        if len(batch) == 1:
-            rows = None
-        else:
-            for clip in batch:
-                _encode_batch([clip], encoder, writer, result, fail)
-            return
-    if rows is None:
-        try:
-            rows = encoder.encode_batch(batch)
-        except Exception as exc:
-            result.times.model += time.perf_counter() - t0
-            fail(batch[0].task, f"model error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
-            return
-    dt = time.perf_counter() - t0
-    result.times.model += dt
-    for clip, arrays in zip(batch, rows, strict=True):
-        result.done += 1
-        result.frames += len(clip.task.record.frame_indices)
-        writer.put(("add", clip.task, arrays, dt / len(batch)))

@@ -50,6 +50,17 @@ class EncodeOptions:
     shard_size: int | None = None
     flush_interval: float = 60.0
     command: tuple[str, ...] = field(default_factory=tuple)
+    # --- Ray backend (wfvae_cli/pipeline/ray_backend.py, docs/ray.md) -------------------------------
+    #: ``None``: encode on this machine. ``"auto"``: join ``RAY_ADDRESS`` / a running cluster, else start
+    #: a local one. ``"host:port"``: join that head. Under Ray ``workers`` counts *model* workers
+    #: (0 = one per GPU of the cluster) and decoding runs in Ray tasks instead of threads.
+    ray: str | None = None
+    #: GPUs each model worker reserves (fractions share a GPU); ``None``: 1 if the cluster has GPUs, else 0
+    num_gpus_per_worker: float | None = None
+    #: CPUs each decode task reserves; ``None``: 1 if the cluster has CPUs left over by the model
+    #: workers, else 0 (decode shares their cores, as the local threads do)
+    decode_cpus: float | None = None
+    # --- end Ray backend ------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -63,8 +74,14 @@ class EncodeOptions:
             raise WfvaeError(f"--crop {self.crop!r}: use 'center' or 'none'")
         if self.batch_size < 1:
             raise WfvaeError(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.workers < 1:
+        if self.workers < (0 if self.ray is not None else 1):  # 0 = "one per GPU", only under Ray
             raise WfvaeError(f"--workers {self.workers}: must be >= 1")
+        if self.ray is not None and not self.ray.strip():
+            raise WfvaeError("--ray '': pass 'auto' or the head's address, e.g. --ray 10.0.0.1:6379")
+        if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:
+            raise WfvaeError(f"--num-gpus-per-worker {self.num_gpus_per_worker}: must be >= 0")
+        if self.decode_cpus is not None and self.decode_cpus < 0:
+            raise WfvaeError(f"--decode-cpus {self.decode_cpus}: must be >= 0")
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise WfvaeError(f"--dtype {self.dtype!r}: use fp32, bf16 or fp16")
         if self.store_dtype not in STORE_DTYPES:

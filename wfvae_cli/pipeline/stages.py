@@ -1,7 +1,8 @@
 """The stages every backend runs: load a clip (decode + transform), encode a batch, produce store rows.
 
 They are plain functions/classes with no threading of their own, so the local executor and the Ray
-backend compose the same code.
+backend compose the same code: both turn clips into :class:`Encoded` outcomes with :func:`encode_clips`
+(or :func:`encode_whole`) and differ only in where decoding runs and who owns the shard being written.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -123,3 +125,94 @@ class LatentEncoder:
                 parts.append(enc.push(frames.to(self.device, self.input_dtype)))
             parts.append(enc.flush())
         return self._rows([task], DiagonalGaussian.cat(parts))[0]
+
+
+@dataclass
+class Encoded:
+    """What became of one clip: the arrays to store, or the one-line reason it failed.
+
+    Both backends reduce every clip to one of these before writing, so a decode error, a model error
+    and a success are recorded (and counted) the same way whichever backend ran them.
+    """
+
+    task: Task
+    arrays: dict[str, np.ndarray] | None
+    error: str = ""
+    seconds: float = 0.0  # model seconds attributed to this clip (its share of the batch)
+
+    @property
+    def ok(self) -> bool:
+        return self.arrays is not None
+
+    @classmethod
+    def load_failure(cls, clip: LoadedClip) -> Encoded:
+        """A clip that could not be decoded: it fails alone, the model never sees it."""
+        return cls(clip.task, None, clip.error or "could not load the clip")
+
+
+def iter_batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[LoadedClip]]:
+    """Consecutive clips of the same bucket, up to ``size``; a full batch is yielded at once.
+
+    Yielding as soon as a batch is full (rather than when the next clip arrives) keeps the model from
+    waiting on one more decode than it needs.
+    """
+    batch: list[LoadedClip] = []
+    for clip in clips:
+        if batch and clip.task.bucket != batch[0].task.bucket:
+            yield batch
+            batch = []
+        batch.append(clip)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _model_error(exc: BaseException) -> str:
+    return f"model error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+
+
+def encode_clips(batch: list[LoadedClip], encoder: LatentEncoder) -> list[Encoded]:
+    """Encode one batch; if the batch fails, retry its clips one by one so one bad clip fails alone.
+
+    A single clip that fails is tried once more (a transient error, e.g. CUDA OOM from a neighbour,
+    should not cost a sample) before it is reported.
+    """
+    t0 = time.perf_counter()
+    try:
+        rows = encoder.encode_batch(batch)
+    except Exception:
+        if len(batch) > 1:
+            return [out for clip in batch for out in encode_clips([clip], encoder)]
+        try:
+            rows = encoder.encode_batch(batch)
+        except Exception as exc:
+            return [Encoded(batch[0].task, None, _model_error(exc), time.perf_counter() - t0)]
+    share = (time.perf_counter() - t0) / len(batch)
+    return [Encoded(clip.task, arrays, "", share) for clip, arrays in zip(batch, rows, strict=True)]
+
+
+def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:
+    """``--clip-mode full``: stream one whole video through the Causal Cache; any error fails this video only."""
+    t0 = time.perf_counter()
+    try:
+        arrays = encoder.encode_stream(task)
+    except Exception as exc:  # decode or model error of this one video
+        message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+        return Encoded(task, None, message, time.perf_counter() - t0)
+    return Encoded(task, arrays, "", time.perf_counter() - t0)
+
+
+def write_error(store_path: Path, exc: BaseException) -> BaseException:
+    """The error to stop a job with when writing fails: OS errors become one actionable line.
+
+    Disk full, a read-only remount or a vanished NFS mount are the user's to fix; the write-then-mark
+    invariant means nothing done is lost, so the message says to fix it and rerun.
+    """
+    if isinstance(exc, OSError):
+        return WfvaeError(
+            f"cannot write to {store_path}: {exc.strerror or exc}; fix it and rerun the same command "
+            "to resume (samples already marked done are intact)"
+        )
+    return exc

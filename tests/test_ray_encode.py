@@ -1,0 +1,253 @@
+"""`wfvae encode --ray`: same store as a local run, per-sample errors, a worker killed mid-shard, the
+coordinator killed mid-run, CLI options — on one Ray session shared by this module (2 CPUs, no dashboard).
+
+Latents are compared bitwise: the reference runs locally with one torch thread (a Ray model worker's
+setting) and the same batches, which is what makes float results identical rather than merely close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wfvae_cli.cli.app import main as cli_main
+from wfvae_cli.io import make_bad_inputs, make_sample_clips
+from wfvae_cli.pipeline import EncodeOptions, EncodeSummary, encode_dataset
+from wfvae_cli.store import open_store, verify
+
+from .conftest import GOLDEN
+
+ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
+
+from wfvae_cli.pipeline.ray_backend import CRASH_ENV, POISON_ENV, RayRunResult  # noqa: E402
+
+MODEL = str(GOLDEN)
+_CLOCK = re.compile(r"\[\d\d:\d\d:\d\d\] ")  # decord stamps the time into its error messages
+
+
+def _untimed(value):
+    """Error messages without decord's clock time (the only part that differs between two runs)."""
+    if isinstance(value, str):
+        return _CLOCK.sub("", value)
+    if isinstance(value, (list, tuple)):
+        return [_untimed(v) for v in value]
+    return value
+N_CLIPS = 12  # 5 videos x 2 clips + 2 clips of a truncated video (one decodes, one fails)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole test session (start-up costs seconds and ~600 MB)."""
+    if ray.is_initialized():  # another module already started one: share it
+        yield ray.get_runtime_context().gcs_address
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False,
+             logging_level="warning")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """5 good videos, one that probes fine but cannot be decoded past its middle, one that is not a video."""
+    root = tmp_path_factory.mktemp("ray_videos")
+    make_sample_clips(root, n=5, frames=13, size=[(64, 64), (48, 80), (80, 48)])
+    bad = make_bad_inputs(tmp_path_factory.mktemp("bad"))
+    shutil.copy(bad["truncated"], root / "truncated.mp4")  # second clip fails at decode time (a failed row)
+    shutil.copy(bad["text"], root / "zz_text.mp4")  # rejected when planning
+    return root
+
+
+def options(videos: Path, out: Path, **kw) -> EncodeOptions:
+    base = dict(model=MODEL, frames=9, size=(64, 64), clip_mode="uniform", clips_per_video=2, workers=2,
+                decode_timeout=30.0, shard_size=2, batch_size=2)
+    base.update(kw)
+    return EncodeOptions(inputs=(str(videos),), out=out, **base)
+
+
+@pytest.fixture(scope="module")
+def references(videos, tmp_path_factory) -> dict[int, tuple[Path, EncodeSummary]]:
+    """Local runs with one torch thread, as each Ray model worker runs: batch size -> (store, summary)."""
+    root = tmp_path_factory.mktemp("ref")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {b: (root / f"b{b}.zarr", encode_dataset(options(videos, root / f"b{b}.zarr", batch_size=b)))
+                for b in (1, 2)}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    """Every array bitwise equal (latents, index, status, errors) except timings; same metadata."""
+    sa, sb = open_store(a), open_store(b)
+    skip = {"created_at", "completed_at", "command"}
+    meta_a, meta_b = ({k: v for k, v in s._root.attrs.asdict().items() if k not in skip} for s in (sa, sb))
+    assert meta_a == meta_b
+    assert sa.rejected() == sb.rejected()
+    assert list(sa.buckets) == list(sb.buckets)
+    for bucket in sa.buckets:
+        assert sa._root[f"buckets/{bucket}"].attrs.asdict() == sb._root[f"buckets/{bucket}"].attrs.asdict()
+        names = set(sa._root[f"buckets/{bucket}"].array_keys())
+        assert names == set(sb._root[f"buckets/{bucket}"].array_keys())
+        for name in sorted(names - {"encode_seconds"}):
+            x, y = sa.array(bucket, name)[:], sb.array(bucket, name)[:]
+            if x.dtype.kind == "f":
+                np.testing.assert_array_equal(x, y, err_msg=f"{bucket}/{name}")  # NaN == NaN, else bitwise
+                assert x.tobytes() == y.tobytes(), f"{bucket}/{name} differs in bits"
+            else:
+                assert _untimed(x.tolist()) == _untimed(y.tolist()), f"{bucket}/{name}"
+    assert verify(b).ok
+
+
+def comparable(summary: EncodeSummary) -> dict:
+    out = summary.to_dict()
+    for key in ("store", "times"):
+        out.pop(key)
+    out["failures"] = _untimed(out["failures"])
+    return out
+
+
+def test_local_encode_never_imports_ray(videos, tmp_path):
+    """`wfvae encode` without --ray must not pay for (or depend on) Ray."""
+    code = (
+        "import sys\n"
+        "from wfvae_cli.cli.app import main\n"
+        "try:\n"
+        f"    main(['encode', {str(videos)!r}, '--out', {str(tmp_path / 's.zarr')!r}, '--model', {MODEL!r},\n"
+        "          '--frames', '9', '--res', '64', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code)\n"
+        "print('ray imported' if 'ray' in sys.modules else 'ray not imported')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "exit 1" in proc.stdout, proc.stderr  # 1: the truncated clip failed, the text file was rejected
+    assert proc.stdout.strip().endswith("ray not imported"), proc.stdout
+
+
+def test_ray_store_equals_local_run(ray_cluster, videos, references, tmp_path):
+    """2 model workers, batches of 2: same latents (bitwise), index, status, errors and summary as locally."""
+    reports: list[RayRunResult] = []
+    summary = encode_dataset(options(videos, tmp_path / "s.zarr", ray="auto"), progress=reports.append)
+    ref_store, ref_summary = references[2]
+    assert comparable(summary) == comparable(ref_summary)
+    assert summary.done == N_CLIPS - 1 and summary.failed == 1 and len(summary.rejected) == 1
+    assert "truncated.mp4" in summary.failures[0][0]
+    assert_same_store(ref_store, tmp_path / "s.zarr")
+    final = reports[-1]
+    assert isinstance(final, RayRunResult) and final.shards == final.shards_done == N_CLIPS // 2
+    assert sum(w.done for w in final.workers) == summary.done
+    assert all(w.shards > 0 and w.ready_s is not None for w in final.workers), final.workers  # both worked
+    assert final.times.model_busy_fraction <= 1.0
+    assert reports[0].done == 0 and len(reports) >= 2  # reported from the start, then as it went
+
+
+def test_worker_killed_mid_shard_is_redone(ray_cluster, videos, references, tmp_path, monkeypatch):
+    """A model worker dies (os._exit) with a sample buffered: its shard is redone, each sample once."""
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_ENV, str(marker))
+    reports: list[RayRunResult] = []
+    summary = encode_dataset(options(videos, tmp_path / "s.zarr", ray="auto", batch_size=1), progress=reports.append)
+    assert marker.exists()  # the hook fired: one worker process died mid-shard
+    ref_store, ref_summary = references[1]
+    assert comparable(summary) | {"warnings": []} == comparable(ref_summary)
+    assert any("went to another model worker" in w for w in summary.warnings), summary.warnings
+    final = reports[-1]
+    assert final.reassigned == 1 and sum(w.restarts for w in final.workers) == 1
+    assert_same_store(ref_store, tmp_path / "s.zarr")
+
+
+def test_clip_that_kills_every_worker_fails_alone(ray_cluster, videos, references, tmp_path, monkeypatch):
+    """Row 2 kills whichever worker encodes it: it is pinned down and failed; its shard-mate and all
+    other rows are stored exactly as in the reference."""
+    monkeypatch.setenv(POISON_ENV, "9x64x64/2")
+    summary = encode_dataset(options(videos, tmp_path / "s.zarr", ray="auto", batch_size=1))
+    assert summary.done == N_CLIPS - 2 and summary.failed == 2  # the truncated clip, and the poison
+    assert "died 2 times while encoding this clip" in summary.failures[0][1]
+    store, ref = open_store(tmp_path / "s.zarr"), open_store(references[1][0])
+    status, ref_status = store.status("9x64x64"), ref.status("9x64x64")
+    assert status[2] == 2 and ref_status[2] == 1
+    assert [r for r in range(N_CLIPS) if status[r] != ref_status[r]] == [2]
+    for row in np.flatnonzero(status == 1):
+        for name in ("mean", "logvar"):
+            assert store.read_latents("9x64x64", row)[name].tobytes() == ref.read_latents("9x64x64", row)[name].tobytes()
+
+
+def _cli_args(videos: Path, out: Path, *extra: str) -> list[str]:
+    return ["encode", str(videos), "--out", str(out), "--model", MODEL, "--frames", "9", "--res", "64",
+            "--clip-mode", "uniform", "--clips-per-video", "2", "--shard-size", "2", "--batch-size", "1",
+            "--decode-timeout", "30", "--json", *extra]
+
+
+def test_coordinator_killed_then_cli_resumes(ray_cluster, videos, references, tmp_path, capsys):
+    """SIGKILL the `wfvae encode --ray HOST:PORT` process mid-run; the same command resumes the store."""
+    out = tmp_path / "s.zarr"
+    log = (tmp_path / "victim.log").open("w")
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "wfvae_cli", *_cli_args(videos, out, "--ray", ray_cluster, "--workers", "2")],
+        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "WFVAE_DEBUG_ENCODE_DELAY": "0.2"},
+    )
+    status = out / "buckets" / "9x64x64" / "status" / "c"
+    deadline = time.time() + 120
+    while time.time() < deadline and victim.poll() is None and len(list(status.glob("*"))) < 2:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    partial = open_store(out).counts("9x64x64")
+    assert 0 < partial["done"] < N_CLIPS - 1, (partial, (tmp_path / "victim.log").read_text()[-2000:])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(_cli_args(videos, out, "--ray", "auto", "--workers", "2"))
+    assert exit_info.value.code == 1  # the truncated clip failed, as in the reference
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] and summary["already_done"] == partial["done"]
+    assert summary["already_done"] + summary["done"] == N_CLIPS - 1 and summary["failed"] == 1
+    assert_same_store(references[1][0], out)
+
+
+def test_cli_ray_options_fail_fast(ray_cluster, videos, tmp_path, capsys):
+    """Requests the cluster cannot hold are one-line usage errors (exit 2) before anything is written."""
+    cases = [
+        ([], "pass --workers N"),  # CPU-only cluster: the number of model workers must be given
+        (["--workers", "3"], "pass fewer --workers"),
+        (["--workers", "2", "--num-gpus-per-worker", "1"], "GPU"),
+        (["--workers", "2", "--decode-cpus", "1"], "--decode-cpus 0"),
+        (["--workers", "1", "--device", "cuda"], "use --device cpu"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(_cli_args(videos, tmp_path / "s.zarr", "--ray", "auto", *extra))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, (extra, err)
+        assert not (tmp_path / "s.zarr").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(_cli_args(videos, tmp_path / "s.zarr", "--ray", str(videos)))
+    assert exit_info.value.code == 2 and "is a path" in capsys.readouterr().err
+
+
+def test_small_buckets_get_enough_shards_for_every_worker(videos, tmp_path):
+    """Unless --shard-size is given, a small bucket is cut into ~4 shards per worker (units of parallel work)."""
+    from wfvae_cli.model import load_model
+    from wfvae_cli.pipeline import plan_dataset
+    from wfvae_cli.pipeline.ray_backend import RayBackend
+
+    opts = options(videos, tmp_path / "s.zarr", ray="auto", shard_size=None)
+    plan = plan_dataset(opts, load_model(MODEL).config)
+    assert [b.shard_size for b in plan.buckets] == [N_CLIPS]  # one shard: one worker would do everything
+    backend = RayBackend(opts, started=False, gpus_per_worker=0.0, decode_cpus=0.0, decode_slots=0)
+    assert [b.shard_size for b in backend.balance(plan).buckets] == [2]  # 12 clips / (4 x 2 workers) -> 2
+    fixed = RayBackend(options(videos, tmp_path / "s.zarr", ray="auto", shard_size=5), started=False,
+                       gpus_per_worker=0.0, decode_cpus=0.0, decode_slots=0)
+    assert fixed.balance(plan) is plan  # an explicit --shard-size is kept
