@@ -57,10 +57,21 @@ def kill_session(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def ray_cli() -> str:
+    """The `ray` command of this interpreter's environment (CI runs the venv's python without activating it)."""
+    bindir = str(Path(sys.executable).parent)
+    found = shutil.which("ray", path=bindir) or shutil.which("ray")
+    if found is None:
+        raise SystemExit(f"no `ray` command next to {sys.executable} or on PATH: pip install -e '.[ray]'")
+    return found
+
+
 def start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen:
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, **RAY_ENV, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     return subprocess.Popen(
-        ["ray", "start", *args, f"--temp-dir={temp}", "--block"],
-        env={**os.environ, **RAY_ENV}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        [ray_cli(), "start", *args, f"--temp-dir={temp}", "--block"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log.open("w"),
     )
 
 
