@@ -51,7 +51,7 @@ def test_presets_are_the_released_configs(preset, manifest_name):
     manifest = next(json.loads(p.read_text()) for p in MANIFESTS if p.stem == manifest_name)
     ours = preset_config(preset).to_dict()
     theirs = manifest["config"]
-    assert {k: v for k, v in ours.items()} == {k: (v if k not in ("scale", "shift") else [float(x) for x in v]) for k, v in theirs.items()}
+    assert ours == {k: (v if k not in ("scale", "shift") else [float(x) for x in v]) for k, v in theirs.items()}
 
 
 @pytest.mark.parametrize("latent_dim", [4, 8, 16, 32])

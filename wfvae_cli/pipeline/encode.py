@@ -137,7 +137,8 @@ def encode_dataset(
     if resumed:
         store = open_store(out, "r+")
         check_compatible(store.meta, meta, path=out)
-        known = {r.source for b in store.buckets for r in store.records(b)} | {s for s, _ in store.rejected()}
+        planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
+        known = planned | {s for s, _ in store.rejected()}
         new = [s.path for s in discover_videos(opts.inputs).sources if s.path not in known]
         if new:
             warnings.append(
@@ -146,7 +147,7 @@ def encode_dataset(
             )
         rejected = store.rejected()
         inputs = len(known)
-        videos = len({r.source for b in store.buckets for r in store.records(b)})
+        videos = len(planned)
     else:
         plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None)
         if dry_run:
