@@ -12,23 +12,64 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wfvae_cli.model import winograd
 from wfvae_cli.model.cache import CausalCache, causal_window, empty_frames, frames
+
+#: how 3x3 convolutions are computed: "auto" (Winograd where it is faster, else direct), "direct"
+#: (the framework's convolution, bit-compatible with the official code's algorithm) or "winograd"
+#: (wherever the shape allows it, in inference). Set per model with ``WFVAE.set_conv_algorithm``.
+CONV_ALGORITHMS = ("auto", "direct", "winograd")
+
+def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) -> bool:
+    """Whether this call of a stride-1, zero-padded 3x3 conv runs by Winograd (see ``CONV_ALGORITHMS``)."""
+    algorithm = getattr(conv, "algorithm", "auto")
+    if algorithm == "direct" or conv.kernel_size[-2:] != (3, 3) or frames_in == 0:
+        return False
+    if any(s != 1 for s in conv.stride) or tuple(conv.padding[-2:]) != (1, 1) or conv.groups != 1:
+        return False
+    if any(d != 1 for d in conv.dilation) or (torch.is_grad_enabled() and conv.weight.requires_grad):
+        return False  # the transforms write into buffers: inference only
+    if algorithm == "winograd":
+        return True
+    kt = conv.kernel_size[0] if len(conv.kernel_size) == 3 else 1
+    c_in, c_out = conv.in_channels, conv.out_channels
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and kt * min(c_in, c_out) >= 128
+        and winograd.gemm_work(frames_in, x.shape[3], x.shape[4], c_in) >= winograd.MIN_GEMM_WORK
+    )
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
     return F.silu(x)
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory order (a no-op when it already is): the layout every conv here
+    runs fastest in, on oneDNN and in the Winograd path alike."""
+    return x.contiguous(memory_format=torch.channels_last_3d)
+
+
 def _frame_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """Apply a 2D conv to every frame of a 5D tensor (temporal kernel 1: a view of the 4D weight)."""
-    stride = conv.stride if isinstance(conv.stride, tuple) else (conv.stride, conv.stride)
-    pad = conv.padding if isinstance(conv.padding, tuple) else (conv.padding, conv.padding)
+    """Apply a 2D conv to every frame of a 5D tensor.
+
+    Channels-last, the (B, C, T, H, W) tensor *is* a batch of B*T channels-last images, so the frames
+    go through ``conv2d`` as a view, without the official (b c t h w -> (b t) c h w) copy.
+    """
     if frames(x) == 0:
+        stride = conv.stride if isinstance(conv.stride, tuple) else (conv.stride, conv.stride)
+        pad = conv.padding if isinstance(conv.padding, tuple) else (conv.padding, conv.padding)
         kh, kw = conv.kernel_size
         h = (x.shape[3] + 2 * pad[0] - kh) // stride[0] + 1
         w = (x.shape[4] + 2 * pad[1] - kw) // stride[1] + 1
         return empty_frames(x, conv.out_channels, h, w)
-    return F.conv3d(x, conv.weight.unsqueeze(2), conv.bias, stride=(1, *stride), padding=(0, *pad))
+    if _use_winograd(conv, x, frames(x)):
+        return winograd.conv3x3([x], conv.weight, conv.bias)
+    b, c, t, h, w = x.shape
+    images = channels_last(x).permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    y = F.conv2d(images, conv.weight, conv.bias, conv.stride, conv.padding)
+    return y.view(b, t, *y.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
 class Conv2d(nn.Conv2d):
@@ -61,20 +102,28 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(chan_in, chan_out, k, stride=s, padding=(0, padding, padding), bias=bias)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        c = self.conv
+        if cache is None and _use_winograd(c, x, frames(x) + self.kernel_t - 1):
+            # the causal padding frames go in as an expanded view: no padded copy of the input
+            pad = [x[:, :, :1].expand(-1, -1, self.kernel_t - 1, -1, -1)] if self.kernel_t > 1 else []
+            return winograd.conv3x3([*pad, x], c.weight, c.bias)
         window = causal_window(self, x, cache, self.kernel_t, self.stride_t)
         if window is None:
-            c = self.conv
             h = (x.shape[3] + 2 * c.padding[1] - c.kernel_size[1]) // c.stride[1] + 1
             w = (x.shape[4] + 2 * c.padding[2] - c.kernel_size[2]) // c.stride[2] + 1
             return empty_frames(x, c.out_channels, h, w)
-        return self.conv(window)
+        if _use_winograd(c, window, frames(window)):
+            return winograd.conv3x3([window], c.weight, c.bias)
+        return c(channels_last(window))
 
 
 class LayerNormChannels(nn.Module):
     """LayerNorm over channels only (each (b, t, h, w) position separately), eps 1e-6.
 
-    Keys ``<name>.norm.weight``/``.norm.bias``. Computed in place along dim 1 instead of the official
-    permute -> LayerNorm -> permute, which would copy the activation twice.
+    Keys ``<name>.norm.weight``/``.norm.bias``. Runs ``F.layer_norm`` on the channels-last view of
+    the activation: free when the activation is already channels-last in memory (the Winograd
+    convolutions produce it so), one copy otherwise; the result is channels-last either way, so the
+    official permute -> LayerNorm -> permute-back copy is never made.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -84,10 +133,10 @@ class LayerNormChannels(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() == 0:
             return x
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        y = (x - mean) * torch.rsqrt(var + self.norm.eps)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return torch.addcmul(self.norm.bias.view(shape), y, self.norm.weight.view(shape))
+        last = (0, *range(2, x.dim()), 1)
+        back = (0, x.dim() - 1, *range(1, x.dim() - 1))
+        y = F.layer_norm(x.permute(last).contiguous(), (x.shape[1],), self.norm.weight, self.norm.bias, self.norm.eps)
+        return y.permute(back)
 
 
 def normalize(channels: int, norm_type: str) -> nn.Module:

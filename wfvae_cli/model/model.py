@@ -10,6 +10,7 @@ from torch import nn
 
 from wfvae_cli.model.config import WFVAEConfig
 from wfvae_cli.model.distribution import DiagonalGaussian
+from wfvae_cli.model.layers import CONV_ALGORITHMS
 from wfvae_cli.model.streaming import LengthPolicy, StreamDecoder, StreamEncoder, fit_length
 from wfvae_cli.model.wavelets import (
     HaarWaveletTransform2D,
@@ -59,6 +60,18 @@ class WFVAE(nn.Module):
             return self.decoder(latent)[0]
         with StreamDecoder(self, chunk_frames) as dec:
             return torch.cat([dec.push(latent), dec.flush()], dim=2)
+
+    def set_conv_algorithm(self, algorithm: str) -> WFVAE:
+        """How inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd F(2x2,3x3) on
+        the CPU where it is faster, ~3x the rounding error of the direct algorithm), ``"direct"``
+        (the framework's convolution only) or ``"winograd"`` (wherever the shape allows). Training
+        (gradients on) always runs direct. Returns ``self``."""
+        if algorithm not in CONV_ALGORITHMS:
+            raise ValueError(f"conv algorithm must be one of {', '.join(CONV_ALGORITHMS)}, got {algorithm!r}")
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+                module.algorithm = algorithm
+        return self
 
     def stream_encoder(self, chunk_frames: int | None = None, length_policy: LengthPolicy = "error") -> StreamEncoder:
         """A Causal-Cache encoding session (see :mod:`wfvae_cli.model.streaming`)."""

@@ -1,0 +1,259 @@
+"""Winograd F(2x2, 3x3) convolution for WF-VAE's 3x3 (and causal 3x3x3) convolutions on the CPU.
+
+Almost all of WF-VAE's inference time on a CPU is spent in 3x3 spatial convolutions (with a temporal
+kernel of 3 or 1), and oneDNN already runs those at the machine's peak rate, so the only way to be
+much faster is to do fewer multiplications. Winograd's minimal filtering algorithm F(2x2, 3x3)
+computes each 2x2 output tile from a 4x4 input tile with 16 multiplications per (input, output)
+channel pair instead of 36 (2.25x fewer), at the cost of cheap linear transforms before and after:
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile, per channel pair, summed over input channels)
+
+In the transformed domain the sum over input channels (and over the temporal taps) is, for each of the
+16 tile positions separately, an ordinary convolution with a (kt, 1, 1) kernel over the tile grid, which
+oneDNN runs at full speed. The transforms only add, subtract and halve, so the result stays within a
+few ulps of the direct convolution (max |delta| ~1e-5 on activations of magnitude ~10, against ~3e-6
+for oneDNN's own direct algorithm); F(4x4, 3x3) would save more but is ~10x less accurate.
+
+Activations are channels-last (B, T, H, W, C) in memory here, which makes every transform a set of
+contiguous elementwise operations. The 16 tile positions are processed one at a time (input
+transform -> convolution -> accumulate into the output), and the zero padding is applied by index
+ranges rather than by a padded copy, so the extra memory of a layer stays below one input plus one
+output, with full-size (fast) convolutions. Filters are transformed on every call (one small matrix
+product, a few percent of the layer's time): a cached copy would cost 1.8x the model's weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+
+#: frames x tiles x input channels of one transformed-domain convolution below which Winograd is
+#: not used: oneDNN 3.x runs small (kt, 1, 1) convolutions with a ~3x slower kernel (measured on AVX-512)
+MIN_GEMM_WORK = 300_000
+
+
+@dataclass(frozen=True)
+class WinogradTransform:
+    """The three matrices of F(m, r): ``AT`` (m x a), ``G`` (a x r), ``BT`` (a x a), with a = m + r - 1."""
+
+    m: int
+    AT: tuple[tuple[float, ...], ...]
+    G: tuple[tuple[float, ...], ...]
+    BT: tuple[tuple[float, ...], ...]
+
+    @property
+    def a(self) -> int:
+        return len(self.BT)
+
+    @property
+    def bias_position(self) -> int:
+        """Flat tile position p whose value reaches every output of a tile with weight 1.
+
+        The interpolation point 1 gives a column of ones in ``AT``; adding the bias there (and only
+        there) adds it to all m x m outputs, so the bias costs nothing.
+        """
+        ones = [i for i in range(self.a) if all(row[i] == 1 for row in self.AT)]
+        return ones[0] * self.a + ones[0]
+
+
+def cook_toom(m: int, r: int, points: tuple[Fraction | int, ...]) -> WinogradTransform:
+    """F(m, r) from m + r - 2 finite interpolation points (plus the point at infinity).
+
+    ``AT`` and ``G`` follow from Lagrange interpolation; ``BT`` is then the unique matrix that makes
+    the algorithm compute correlation exactly, found in exact rational arithmetic (so no table of
+    magic numbers to trust: the construction checks itself).
+    """
+    a = m + r - 1
+    pts = [Fraction(p) for p in points]
+    if len(pts) != a - 1 or len(set(pts)) != len(pts):
+        raise ValueError(f"F({m},{r}) needs {a - 1} distinct finite points, got {points}")
+    at = [[p**i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
+    g = []
+    for j, p in enumerate(pts):
+        denom = Fraction(1)
+        for q in pts[:j] + pts[j + 1 :]:
+            denom *= p - q
+        g.append([p**k / denom for k in range(r)])
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    # BT[j][l]: sum_j AT[i][j] G[j][k] BT[j][l] == [l == i + k] for all i, k, l; the finite points
+    # give a Vandermonde structure, so solve column by column with exact Gaussian elimination.
+    bt = _solve_bt(at, g, m, r, a)
+    flt = lambda rows: tuple(tuple(float(v) for v in row) for row in rows)  # noqa: E731
+    return WinogradTransform(m=m, AT=flt(at), G=flt(g), BT=flt(bt))
+
+
+def _solve_bt(at: list, g: list, m: int, r: int, a: int) -> list[list[Fraction]]:
+    """Exact least-squares-free solve of the BT equations (they are consistent and determined)."""
+    rows, rhs = [], []
+    for i in range(m):
+        for k in range(r):
+            for col in range(a):
+                rows.append([at[i][j] * g[j][k] for j in range(a)])
+                rhs.append((col, Fraction(int(col == i + k))))
+    bt = [[Fraction(0)] * a for _ in range(a)]
+    for col in range(a):
+        eqs = [(list(coef), val) for coef, (c, val) in zip(rows, rhs, strict=True) if c == col]
+        solution = _gauss(eqs, a)
+        for j in range(a):
+            bt[j][col] = solution[j]
+    return bt
+
+
+def _gauss(eqs: list[tuple[list[Fraction], Fraction]], n: int) -> list[Fraction]:
+    """Solve an over-determined but consistent rational system by elimination; verify every equation."""
+    mat = [[*coef, val] for coef, val in eqs]
+    pivots: list[int] = []
+    row = 0
+    for col in range(n):
+        pivot = next((i for i in range(row, len(mat)) if mat[i][col] != 0), None)
+        if pivot is None:
+            continue
+        mat[row], mat[pivot] = mat[pivot], mat[row]
+        mat[row] = [v / mat[row][col] for v in mat[row]]
+        for i in range(len(mat)):
+            if i != row and mat[i][col] != 0:
+                factor = mat[i][col]
+                mat[i] = [a - factor * b for a, b in zip(mat[i], mat[row], strict=True)]
+        pivots.append(col)
+        row += 1
+    x = [Fraction(0)] * n
+    for i, col in enumerate(pivots):
+        x[col] = mat[i][n]
+    for coef, val in eqs:
+        if sum(c * v for c, v in zip(coef, x, strict=True)) != val:
+            raise ArithmeticError("Winograd construction failed: inconsistent system")
+    return x
+
+
+F2X3 = cook_toom(2, 3, (0, 1, -1))
+
+
+def filter_taps(weight: torch.Tensor) -> torch.Tensor:
+    """(Cout, Cin, [kt,] 3, 3) filters as (Cout*kt*Cin, 9) rows, the order of channels-last kernels."""
+    w = weight if weight.dim() == 5 else weight.unsqueeze(2)
+    return w.permute(0, 2, 1, 3, 4).reshape(-1, 9)
+
+
+def transformed_filters(
+    taps: torch.Tensor, shape: tuple[int, int, int], row: int, spec: WinogradTransform = F2X3
+) -> list[torch.Tensor]:
+    """G g G^T for tile positions (row, 0..a-1): a kernels (Cout, Cin, kt, 1, 1), channels-last.
+
+    ``taps`` from :func:`filter_taps`, ``shape`` = (Cout, Cin, kt). One matrix product per tile row;
+    the entries of G are exact in binary (0, +-1/2, +-1), so this adds at most an ulp or two.
+    """
+    cout, cin, kt = shape
+    g = torch.tensor(spec.G, dtype=taps.dtype, device=taps.device)
+    u = torch.kron(g[row : row + 1], g) @ taps.T  # (a, Cout*kt*Cin)
+    return [u[j].view(cout, kt, cin).permute(0, 2, 1)[..., None, None] for j in range(spec.a)]
+
+
+def gemm_work(frames: int, height: int, width: int, channels: int, spec: WinogradTransform = F2X3) -> int:
+    """Size of a layer's transformed-domain convolution (see MIN_GEMM_WORK)."""
+    return frames * -(-height // spec.m) * -(-width // spec.m) * channels
+
+
+def conv3x3(
+    parts: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None, spec: WinogradTransform = F2X3
+) -> torch.Tensor:
+    """Causal-in-time, zero-padded-in-space 3x3 convolution (temporal kernel kt) by Winograd.
+
+    ``parts`` are consecutive frame ranges of the (already causally padded) input, each (B, C, t, H, W)
+    in any memory layout (channels-last is fastest); passing the padding frames as a separate
+    (expanded) part avoids a padded copy of the input. ``weight`` is the conv's own (Cout, Cin, kt, 3, 3)
+    or (Cout, Cin, 3, 3) tensor. Returns (B, Cout, T, H, W), T = sum(t) - kt + 1, channels-last.
+    """
+    m, a = spec.m, spec.a
+    kt = weight.shape[2] if weight.dim() == 5 else 1
+    b, c, _, h, w = parts[0].shape
+    tp = sum(p.shape[2] for p in parts)
+    t, cout = tp - kt + 1, weight.shape[0]
+    nh, nw = -(-h // m), -(-w // m)
+    grid = _grid_shape(nh, nw)
+    views = [p.permute(0, 2, 3, 4, 1) for p in parts]  # (B, t, H, W, C)
+    taps = filter_taps(weight)
+    new = lambda *shape: torch.empty(shape, dtype=parts[0].dtype, device=parts[0].device)  # noqa: E731
+    out = new(b, t, nh, m, nw, m, cout)
+    written: set[tuple[int, int]] = set()
+    rows, cols = new(b, tp, nh, w, c), new(b, tp, nh, nw, c)
+    mixed = new(b, t, nh, nw, cout)
+    for i in range(a):
+        t0 = 0
+        for view in views:  # rows: B^T along H for tile row i
+            _axis_transform(view, spec.BT[i], m, 2, rows[:, t0 : t0 + view.shape[1]])
+            t0 += view.shape[1]
+        kernels = transformed_filters(taps, (cout, c, kt), i, spec)
+        prods = []
+        for j in range(a):
+            _axis_transform(rows, spec.BT[j], m, 3, cols)  # columns: B^T along W
+            x = cols.view(b, tp, *grid, c).permute(0, 4, 1, 2, 3)
+            y = F.conv3d(x, kernels[j], bias if i * a + j == spec.bias_position else None)
+            prods.append(y.permute(0, 2, 3, 4, 1).reshape(b, t, nh, nw, cout))
+        for v in range(m):  # A^T along W, then along H into the output tile rows
+            _combine([(spec.AT[v][j], prods[j]) for j in range(a)], mixed)
+            for u in range(m):
+                coef = spec.AT[u][i]
+                if coef == 0:
+                    continue
+                dst = out[:, :, :, u, :, v]
+                if (u, v) in written:
+                    dst.add_(mixed, alpha=coef)
+                else:
+                    torch.mul(mixed, coef, out=dst) if coef != 1 else dst.copy_(mixed)
+                    written.add((u, v))
+    y = out.view(b, t, nh * m, nw * m, cout)
+    if nh * m != h or nw * m != w:
+        y = y[:, :, :h, :w].contiguous()
+    return y.permute(0, 4, 1, 2, 3)
+
+
+def _grid_shape(nh: int, nw: int) -> tuple[int, int]:
+    """How the tile grid is presented to the 1x1 convolution: as is, or (N/16, 16).
+
+    The grid has no spatial meaning there (the kernel is 1x1 in space), and oneDNN chooses its kernel
+    by shape: very thin grids (a few rows, or one column) get a slow one.
+    """
+    n = nh * nw
+    if (nh >= 8 and nw >= 16) or n % 16 or n < 64:
+        return nh, nw
+    return n // 16, 16
+
+
+def _axis_transform(src: torch.Tensor, coeffs: tuple[float, ...], m: int, axis: int, out: torch.Tensor) -> None:
+    """out[k] = sum_r coeffs[r] * src[m*k + r - 1] along ``axis``, with zeros outside ``src`` (the conv padding)."""
+    n_in, n_out = src.shape[axis], out.shape[axis]
+    terms = []
+    for r, coef in enumerate(coeffs):
+        if coef == 0:
+            continue
+        lo = max(0, -((r - 1) // m))  # first k with m*k + r - 1 >= 0
+        hi = min(n_out, (n_in - r) // m + 1)  # one past the last k with m*k + r - 1 < n_in
+        if hi > lo:
+            start = m * lo + r - 1
+            index = [slice(None)] * src.dim()
+            index[axis] = slice(start, start + m * (hi - lo - 1) + 1, m)
+            terms.append((hi - lo < n_out, lo, hi, coef, src[tuple(index)]))
+    terms.sort(key=lambda term: term[0])  # full-range terms first: they initialise ``out``
+    if not terms or terms[0][0]:
+        out.zero_()
+    for n, (partial, lo, hi, coef, piece) in enumerate(terms):
+        dst = out.narrow(axis, lo, hi - lo)
+        if n == 0 and not partial:
+            torch.mul(piece, coef, out=dst) if coef != 1 else dst.copy_(piece)
+        else:
+            dst.add_(piece, alpha=coef)
+
+
+def _combine(terms: list[tuple[float, torch.Tensor]], out: torch.Tensor) -> None:
+    """out = sum(coef * tensor) over the non-zero coefficients (vectorised over everything else)."""
+    terms = [(c, t) for c, t in terms if c != 0]
+    c0, t0 = terms[0]
+    if c0 == 1:
+        out.copy_(t0)
+    else:
+        torch.mul(t0, c0, out=out)
+    for c, t in terms[1:]:
+        out.add_(t, alpha=c)
