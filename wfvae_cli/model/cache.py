@@ -59,37 +59,59 @@ def empty_frames(x: torch.Tensor, channels: int, height: int, width: int) -> tor
     return x.new_empty((x.shape[0], channels, 0, height, width))
 
 
-def causal_window(
+def causal_parts(
     key: Any, x: torch.Tensor, cache: CausalCache | None, kernel_t: int, stride_t: int
-) -> torch.Tensor | None:
-    """The temporally padded input a causal (kernel_t, stride_t) convolution should see for ``x``.
+) -> list[torch.Tensor] | None:
+    """The temporally padded input a causal (kernel_t, stride_t) convolution should see for ``x``,
+    as consecutive frame ranges (their concatenation is the window; consumers that can read ranges,
+    like the Winograd convolution, never build it).
 
-    Direct path: ``kernel_t - 1`` copies of frame 0 in front (the official causal replicate padding).
-    Streaming path: the frames left over from the previous chunk (the first chunk is padded as in the
-    direct path), then ``x``; the frames not consumed by complete output windows are kept for the next
-    chunk (a copy, so that the chunk's memory can be freed). Returns ``None`` when no output window is
-    complete yet (the input was buffered).
+    Direct path: ``kernel_t - 1`` copies of frame 0 in front (the official causal replicate padding),
+    as an expanded view. Streaming path: the frames left over from the previous chunk (the first
+    chunk is padded as in the direct path), then ``x``; the frames not consumed by complete output
+    windows are kept for the next chunk (a copy, so that the chunk's memory can be freed). Returns
+    ``None`` when no output window is complete yet (the input was buffered).
     """
     if cache is None:
-        if kernel_t == 1:
-            return x
-        return torch.cat([x[:, :, :1].expand(-1, -1, kernel_t - 1, -1, -1), x], dim=2)
+        pad = [x[:, :, :1].expand(-1, -1, kernel_t - 1, -1, -1)] if kernel_t > 1 else []
+        return [*pad, x]
     held = cache.get(key)
     if held is None:
         if frames(x) == 0:
             return None
-        pad = x[:, :, :1].expand(-1, -1, kernel_t - 1, -1, -1)
-        buf = torch.cat([pad, x], dim=2) if kernel_t > 1 else x
-    elif frames(held) == 0:
-        buf = x
+        parts = [x[:, :, :1].expand(-1, -1, kernel_t - 1, -1, -1), x] if kernel_t > 1 else [x]
     else:
-        buf = torch.cat([held, x], dim=2) if frames(x) else held
-    n = frames(buf)
+        parts = [held, x]
+    parts = [p for p in parts if frames(p)]
+    n = sum(frames(p) for p in parts)
     n_out = (n - kernel_t) // stride_t + 1 if n >= kernel_t else 0
-    cache[key] = buf[:, :, n_out * stride_t :].clone()
+    rest = frame_range(parts, n_out * stride_t, n)
+    cache[key] = torch.cat(rest, dim=2) if len(rest) > 1 else rest[0].clone() if rest else x[:, :, :0]
     if n_out == 0:
         return None
-    return buf[:, :, : (n_out - 1) * stride_t + kernel_t]
+    return frame_range(parts, 0, (n_out - 1) * stride_t + kernel_t)
+
+
+def causal_window(
+    key: Any, x: torch.Tensor, cache: CausalCache | None, kernel_t: int, stride_t: int
+) -> torch.Tensor | None:
+    """:func:`causal_parts` concatenated into one tensor."""
+    parts = causal_parts(key, x, cache, kernel_t, stride_t)
+    if parts is None:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def frame_range(parts: list[torch.Tensor], f0: int, f1: int) -> list[torch.Tensor]:
+    """Frames [f0, f1) of the concatenation of ``parts`` (dim 2), as views of the parts."""
+    picked, start = [], 0
+    for part in parts:
+        end = start + frames(part)
+        lo, hi = max(f0, start), min(f1, end)
+        if hi > lo:
+            picked.append(part[:, :, lo - start : hi - start])
+        start = end
+    return picked
 
 
 def align(

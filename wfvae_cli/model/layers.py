@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wfvae_cli.model import winograd
-from wfvae_cli.model.cache import CausalCache, causal_window, empty_frames, frames
+from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frames
 
 #: how 3x3 convolutions are computed: "auto" (Winograd where it is faster, else direct), "direct"
 #: (the framework's convolution, bit-compatible with the official code's algorithm) or "winograd"
@@ -42,7 +42,12 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    return F.silu(x)
+    """SiLU of a freshly computed activation (a norm's output, used nowhere else).
+
+    In inference it overwrites ``x`` instead of allocating: one activation-sized buffer less at the
+    memory peak of every resnet block. With autograd on, SiLU's backward needs its input, so not then.
+    """
+    return F.silu(x, inplace=not torch.is_grad_enabled())
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +88,7 @@ class CausalConv3d(nn.Module):
     """3D conv, causal in time: replicate frame 0 ``kt-1`` times in front; zero padding in space.
 
     Keys ``<name>.conv.weight``/``.conv.bias``. With a cache, the unconsumed tail frames carry over
-    between chunks (see :func:`causal_window`).
+    between chunks (see :func:`causal_parts`).
     """
 
     def __init__(
@@ -103,18 +108,14 @@ class CausalConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         c = self.conv
-        if cache is None and _use_winograd(c, x, frames(x) + self.kernel_t - 1):
-            # the causal padding frames go in as an expanded view: no padded copy of the input
-            pad = [x[:, :, :1].expand(-1, -1, self.kernel_t - 1, -1, -1)] if self.kernel_t > 1 else []
-            return winograd.conv3x3([*pad, x], c.weight, c.bias)
-        window = causal_window(self, x, cache, self.kernel_t, self.stride_t)
-        if window is None:
+        parts = causal_parts(self, x, cache, self.kernel_t, self.stride_t)
+        if parts is None:
             h = (x.shape[3] + 2 * c.padding[1] - c.kernel_size[1]) // c.stride[1] + 1
             w = (x.shape[4] + 2 * c.padding[2] - c.kernel_size[2]) // c.stride[2] + 1
             return empty_frames(x, c.out_channels, h, w)
-        if _use_winograd(c, window, frames(window)):
-            return winograd.conv3x3([window], c.weight, c.bias)
-        return c(channels_last(window))
+        if _use_winograd(c, x, sum(frames(p) for p in parts)):
+            return winograd.conv3x3(parts, c.weight, c.bias)  # reads the parts: no padded copy
+        return c(channels_last(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)))
 
 
 class LayerNormChannels(nn.Module):
@@ -161,11 +162,14 @@ class ResnetBlock3D(nn.Module):
             self.nin_shortcut = CausalConv3d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        h = self.conv1(swish(self.norm1(x)), cache)
-        h = self.conv2(self.dropout(swish(self.norm2(h))), cache)
+        # one statement per step, so each intermediate is released as soon as the next exists
+        h = swish(self.norm1(x))
+        h = self.conv1(h, cache)
+        h = swish(self.norm2(h))
+        h = self.conv2(self.dropout(h), cache)
         if self.in_channels != self.out_channels:
             x = self.nin_shortcut(x, cache)
-        return x + h
+        return h.add_(x)  # h is the conv's fresh output (add's backward needs neither operand)
 
 
 class ResnetBlock2D(nn.Module):
@@ -183,11 +187,13 @@ class ResnetBlock2D(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        h = _frame_conv(swish(self.norm1(x)), self.conv1)
-        h = _frame_conv(self.dropout(swish(self.norm2(h))), self.conv2)
+        h = swish(self.norm1(x))
+        h = _frame_conv(h, self.conv1)
+        h = swish(self.norm2(h))
+        h = _frame_conv(self.dropout(h), self.conv2)
         if self.in_channels != self.out_channels:
             x = _frame_conv(x, self.nin_shortcut)
-        return x + h
+        return h.add_(x)
 
 
 class AttnBlock3DFix(nn.Module):

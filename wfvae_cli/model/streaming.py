@@ -18,6 +18,7 @@ next valid length (decode, then cut the output back to the input length).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import TYPE_CHECKING, Literal
 
@@ -97,10 +98,20 @@ class _Session:
         if self.closed:
             raise RuntimeError("this streaming session is closed (flush() ends a stream); start a new one")
 
-    def _pieces(self, x: torch.Tensor, step: int | None) -> list[torch.Tensor]:
-        if step is None or x.shape[2] <= step:
+    @staticmethod
+    def _pieces(x: torch.Tensor, step: int | None, start: int) -> list[torch.Tensor]:
+        """Split the frames [start, start + len(x)) of a stream at 1 + k*step (k >= 1).
+
+        The causal first frame rides with the first chunk (a 4k+1-frame video with chunk 4k runs as
+        one piece, like the direct path) and every later chunk has exactly ``step`` frames; where the
+        cuts fall never changes the result, only the speed: no chunk of a single frame.
+        """
+        n = x.shape[2]
+        if step is None:
             return [x]
-        return list(torch.split(x, step, dim=2))
+        cuts = [c - start for c in range(1 + step, start + n, step) if c > start]
+        bounds = [0, *cuts, n]
+        return [x[:, :, a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class StreamEncoder(_Session):
@@ -119,13 +130,14 @@ class StreamEncoder(_Session):
         self._check_open()
         if frames.dim() != 5 or frames.shape[1] != 3:
             raise WfvaeError(f"expected video frames of shape (B, 3, T, H, W), got {tuple(frames.shape)}")
-        self.frames_in += frames.shape[2]
         if frames.shape[2]:
             self._last = frames[:, :, -1:]
         return self._run(frames)
 
     def _run(self, frames: torch.Tensor) -> DiagonalGaussian:
-        outs = [self.model.encoder(piece, self.cache)[0] for piece in self._pieces(frames, self.chunk_frames)]
+        pieces = self._pieces(frames, self.chunk_frames, self.frames_in)
+        self.frames_in += frames.shape[2]
+        outs = [self.model.encoder(piece, self.cache)[0] for piece in pieces] or [self.model.encoder(frames, self.cache)[0]]
         return DiagonalGaussian.from_moments(torch.cat(outs, dim=2))
 
     def flush(self) -> DiagonalGaussian:
@@ -176,9 +188,10 @@ class StreamDecoder(_Session):
         z = self.model.config.latent_dim
         if latents.dim() != 5 or latents.shape[1] != z:
             raise WfvaeError(f"expected latents of shape (B, {z}, t, h, w), got {tuple(latents.shape)}")
+        pieces = self._pieces(latents, self.latent_step, self.frames_in)
         self.frames_in += latents.shape[2]
         self._ref = latents[:, :, :0]
-        outs = [self.model.decoder(p, self.cache)[0] for p in self._pieces(latents, self.latent_step)]
+        outs = [self.model.decoder(p, self.cache)[0] for p in pieces] or [self.model.decoder(latents, self.cache)[0]]
         return torch.cat(outs, dim=2)
 
     def flush(self) -> torch.Tensor:

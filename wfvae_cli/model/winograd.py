@@ -30,6 +30,8 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
+from wfvae_cli.model.cache import frame_range
+
 #: frames x tiles x input channels of one transformed-domain convolution below which Winograd is
 #: not used: oneDNN 3.x runs small (kt, 1, 1) convolutions with a ~3x slower kernel (measured on AVX-512)
 MIN_GEMM_WORK = 300_000
@@ -132,23 +134,28 @@ F2X3 = cook_toom(2, 3, (0, 1, -1))
 
 
 def filter_taps(weight: torch.Tensor) -> torch.Tensor:
-    """(Cout, Cin, [kt,] 3, 3) filters as (Cout*kt*Cin, 9) rows, the order of channels-last kernels."""
+    """(Cout, Cin, [kt,] 3, 3) filters as a (Cout*Cin*kt, 9) view.
+
+    The kernels stay in this (not channels-last) order: oneDNN reorders filters into its own blocked
+    layout on every call anyway, and a permuted copy here would cost a filter-sized buffer (64 MB for
+    a 768-channel 3x3x3 conv) for no measurable speed.
+    """
     w = weight if weight.dim() == 5 else weight.unsqueeze(2)
-    return w.permute(0, 2, 1, 3, 4).reshape(-1, 9)
+    return w.reshape(-1, 9)
 
 
 def transformed_filters(
     taps: torch.Tensor, shape: tuple[int, int, int], row: int, spec: WinogradTransform = F2X3
 ) -> list[torch.Tensor]:
-    """G g G^T for tile positions (row, 0..a-1): a kernels (Cout, Cin, kt, 1, 1), channels-last.
+    """G g G^T for tile positions (row, 0..a-1): a kernels (Cout, Cin, kt, 1, 1).
 
     ``taps`` from :func:`filter_taps`, ``shape`` = (Cout, Cin, kt). One matrix product per tile row;
     the entries of G are exact in binary (0, +-1/2, +-1), so this adds at most an ulp or two.
     """
     cout, cin, kt = shape
     g = torch.tensor(spec.G, dtype=taps.dtype, device=taps.device)
-    u = torch.kron(g[row : row + 1], g) @ taps.T  # (a, Cout*kt*Cin)
-    return [u[j].view(cout, kt, cin).permute(0, 2, 1)[..., None, None] for j in range(spec.a)]
+    u = torch.kron(g[row : row + 1], g) @ taps.T  # (a, Cout*Cin*kt)
+    return [u[j].view(cout, cin, kt, 1, 1) for j in range(spec.a)]
 
 
 def gemm_work(frames: int, height: int, width: int, channels: int, spec: WinogradTransform = F2X3) -> int:
@@ -172,54 +179,78 @@ def conv3x3(
     tp = sum(p.shape[2] for p in parts)
     t, cout = tp - kt + 1, weight.shape[0]
     nh, nw = -(-h // m), -(-w // m)
-    grid = _grid_shape(nh, nw)
-    views = [p.permute(0, 2, 3, 4, 1) for p in parts]  # (B, t, H, W, C)
     taps = filter_taps(weight)
     new = lambda *shape: torch.empty(shape, dtype=parts[0].dtype, device=parts[0].device)  # noqa: E731
     out = new(b, t, nh, m, nw, m, cout)
+    slab = _slab_frames(t, kt, b * h * w * max(c, cout) * parts[0].element_size(), b * nh * nw * c)
+    buffers: dict[int, tuple[torch.Tensor, ...]] = {}
     written: set[tuple[int, int]] = set()
-    rows, cols = new(b, tp, nh, w, c), new(b, tp, nh, nw, c)
-    mixed = new(b, t, nh, nw, cout)
     for i in range(a):
-        t0 = 0
-        for view in views:  # rows: B^T along H for tile row i
-            _axis_transform(view, spec.BT[i], m, 2, rows[:, t0 : t0 + view.shape[1]])
-            t0 += view.shape[1]
         kernels = transformed_filters(taps, (cout, c, kt), i, spec)
-        prods = []
-        for j in range(a):
-            _axis_transform(rows, spec.BT[j], m, 3, cols)  # columns: B^T along W
-            x = cols.view(b, tp, *grid, c).permute(0, 4, 1, 2, 3)
-            y = F.conv3d(x, kernels[j], bias if i * a + j == spec.bias_position else None)
-            prods.append(y.permute(0, 2, 3, 4, 1).reshape(b, t, nh, nw, cout))
-        for v in range(m):  # A^T along W, then along H into the output tile rows
-            _combine([(spec.AT[v][j], prods[j]) for j in range(a)], mixed)
-            for u in range(m):
-                coef = spec.AT[u][i]
-                if coef == 0:
-                    continue
-                dst = out[:, :, :, u, :, v]
-                if (u, v) in written:
-                    dst.add_(mixed, alpha=coef)
-                else:
-                    torch.mul(mixed, coef, out=dst) if coef != 1 else dst.copy_(mixed)
-                    written.add((u, v))
+        first = {(u, v): (u, v) not in written for u in range(m) for v in range(m)}
+        for s0 in range(0, t, slab):
+            n_out = min(slab, t - s0)
+            n_in = n_out + kt - 1
+            if n_out not in buffers:
+                buffers[n_out] = (new(b, n_in, nh, w, c), new(b, n_in, nh, nw, c), new(m, b, n_out, nh, nw, cout))
+            rows, cols, mixed = buffers[n_out]
+            f0 = 0
+            for part in frame_range(parts, s0, s0 + n_in):  # rows: B^T along H for tile row i
+                view = part.permute(0, 2, 3, 4, 1)  # (B, t, H, W, C)
+                _axis_transform(view, spec.BT[i], m, 2, rows[:, f0 : f0 + view.shape[1]])
+                f0 += view.shape[1]
+            started = [False] * m
+            for j in range(a):
+                _axis_transform(rows, spec.BT[j], m, 3, cols)  # columns: B^T along W
+                x = cols.view(b, *_grid_shape(n_in, nh, nw, kt), c).permute(0, 4, 1, 2, 3)
+                y = F.conv3d(x, kernels[j], bias if i * a + j == spec.bias_position else None)
+                prod = y.permute(0, 2, 3, 4, 1).reshape(b, n_out, nh, nw, cout)
+                for v in range(m):
+                    _accumulate(mixed[v], prod, spec.AT[v][j], started[v])
+                    started[v] = started[v] or spec.AT[v][j] != 0
+                del y, prod
+            for u in range(m):  # A^T along H, into the output tile rows
+                for v in range(m):
+                    if spec.AT[u][i] != 0:
+                        _accumulate(out[:, s0 : s0 + n_out, :, u, :, v], mixed[v], spec.AT[u][i], not first[u, v])
+                        written.add((u, v))
     y = out.view(b, t, nh * m, nw * m, cout)
     if nh * m != h or nw * m != w:
         y = y[:, :, :h, :w].contiguous()
     return y.permute(0, 4, 1, 2, 3)
 
 
-def _grid_shape(nh: int, nw: int) -> tuple[int, int]:
-    """How the tile grid is presented to the 1x1 convolution: as is, or (N/16, 16).
+#: budget for the transforms' buffers, which cover one slab of output frames at a time (about 1.5
+#: frames' worth per frame); None = the whole clip in one slab. Exposed for the benchmarks.
+SLAB_BYTES: int | None = 16 * 2**20
 
-    The grid has no spatial meaning there (the kernel is 1x1 in space), and oneDNN chooses its kernel
-    by shape: very thin grids (a few rows, or one column) get a slow one.
+
+def _slab_frames(frames_out: int, kt: int, frame_bytes: int, frame_work: int) -> int:
+    """Output frames per slab: buffers within SLAB_BYTES, but enough work per 1x1 convolution for the
+    fast kernel (2 x MIN_GEMM_WORK, and 8 input frames with a temporal kernel), slabs balanced."""
+    if SLAB_BYTES is None:
+        return frames_out
+    by_memory = SLAB_BYTES * 2 // max(1, 3 * frame_bytes)
+    by_work = -(-2 * MIN_GEMM_WORK // max(1, frame_work)) - (kt - 1)
+    per_slab = max(1, by_memory, by_work, 8 - (kt - 1) if kt > 1 else 1)
+    n = -(-frames_out // per_slab)
+    return -(-frames_out // n)
+
+
+def _grid_shape(frames_in: int, nh: int, nw: int, kt: int) -> tuple[int, int, int]:
+    """How a slab's tile grid is presented to the (kt, 1, 1) convolution, as (D, H, W).
+
+    The grid has no spatial meaning there, and oneDNN picks its kernel by shape: thin or shallow grids
+    get one that is ~3x slower. Measured on AVX-512 (oneDNN 3.x): a flat (1, N/16, 16) grid is fast
+    for temporal kernel 1; with a temporal kernel the depth must stay the frames, and a 16-wide grid
+    with at least 8 frames is fast.
     """
     n = nh * nw
-    if (nh >= 8 and nw >= 16) or n % 16 or n < 64:
-        return nh, nw
-    return n // 16, 16
+    if kt == 1 and (frames_in * n) % 16 == 0:
+        return 1, frames_in * n // 16, 16
+    if n % 16 == 0 and n >= 64 and not (nh >= 8 and nw >= 16):
+        return frames_in, n // 16, 16
+    return frames_in, nh, nw
 
 
 def _axis_transform(src: torch.Tensor, coeffs: tuple[float, ...], m: int, axis: int, out: torch.Tensor) -> None:
@@ -247,13 +278,13 @@ def _axis_transform(src: torch.Tensor, coeffs: tuple[float, ...], m: int, axis: 
             dst.add_(piece, alpha=coef)
 
 
-def _combine(terms: list[tuple[float, torch.Tensor]], out: torch.Tensor) -> None:
-    """out = sum(coef * tensor) over the non-zero coefficients (vectorised over everything else)."""
-    terms = [(c, t) for c, t in terms if c != 0]
-    c0, t0 = terms[0]
-    if c0 == 1:
-        out.copy_(t0)
+def _accumulate(dst: torch.Tensor, src: torch.Tensor, coef: float, started: bool) -> None:
+    """dst (+)= coef * src; the first contribution initialises ``dst``."""
+    if coef == 0:
+        return
+    if started:
+        dst.add_(src, alpha=coef)
+    elif coef == 1:
+        dst.copy_(src)
     else:
-        torch.mul(t0, c0, out=out)
-    for c, t in terms[1:]:
-        out.add_(t, alpha=c)
+        torch.mul(src, coef, out=dst)
