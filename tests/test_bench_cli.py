@@ -17,10 +17,12 @@ def test_profile_json_out_and_plot(tmp_path):
     model = tiny_model().save_pretrained(tmp_path / "tiny")
     out, png = tmp_path / "r" / "report.json", tmp_path / "bench.png"
     proc = run("bench", "--model", str(model), "--res", "32", "--frames", "5", "--warmup", "0", "--repeat", "1",
-               "--threads", "1", "--mode", "encode", "--json", "--out", str(out), "--plot", str(png))
+               "--threads", "1", "--mode", "encode", "--conv-algorithm", "winograd", "--json", "--out", str(out),
+               "--plot", str(png))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # stdout is nothing but the report (progress goes to stderr)
     assert data["schema"] == "wfvae-bench/1" and data == json.loads(out.read_text())
+    assert data["settings"]["conv_algorithm"] == "winograd"
     (cell,) = data["cells"]
     assert cell["status"] == "ok" and cell["isolated"] and "decode" not in cell
     assert png.stat().st_size > 0
@@ -31,6 +33,8 @@ def test_recon_help_and_user_error():
     assert help_.returncode == 0 and "--compare-chunked" in help_.stdout
     bad = run("bench", "--res", "30", "--model", "wfvae-s")
     assert bad.returncode == 2 and "multiples of 8" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    algo = run("bench", "--conv-algorithm", "fft", "--model", "wfvae-s")
+    assert algo.returncode == 2 and "--conv-algorithm" in algo.stderr and len(algo.stderr.strip().splitlines()) == 1
 
 
 def test_recon_reports_bad_videos_and_exits_1(tmp_path):

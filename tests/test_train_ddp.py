@@ -59,4 +59,8 @@ def test_two_gloo_replicas_stay_identical_and_match_accumulation(tmp_path):
     for k in r0:
         if "running_" in k or "num_batches" in k:
             continue  # BatchNorm statistics: per device vs. last micro-batch, unused in training mode
-        torch.testing.assert_close(one[k], r0[k], rtol=1e-4, atol=1e-5, msg=k)
+        if k.endswith("mid.1.k.conv.bias"):  # vae. and ema.
+            # the attention key bias cannot change the output (softmax is shift-invariant per query), so its
+            # gradient is pure rounding noise, which Adam normalises into lr-sized steps of arbitrary sign
+            continue
+        torch.testing.assert_close(one[k], r0[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")

@@ -172,7 +172,8 @@ def load_for_bench(cell: Cell, settings: BenchSettings, allow_kill: bool = False
     failures surface in the first (warm-up) call and are reported in that phase.
     """
     _debug_oom(f"{cell.label}/load", allow_kill)
-    model = prepare_model(load_model(cell.model), settings.device, settings.torch_dtype, settings.channels_last)
+    model = load_model(cell.model).set_conv_algorithm(settings.conv_algorithm)
+    model = prepare_model(model, settings.device, settings.torch_dtype, settings.channels_last)
     if settings.compile:
         model.encoder = torch.compile(model.encoder)  # type: ignore[assignment]
         model.decoder = torch.compile(model.decoder)  # type: ignore[assignment]

@@ -58,6 +58,7 @@ def profile_table(report: BenchReport) -> Table:
         f"{s.threads} threads), warm-up {s.warmup}, repeat {s.repeat}"
         + (", compiled" if s.compile else "")
         + (", channels-last" if s.channels_last else "")
+        + (f", {s.conv_algorithm} convs" if s.conv_algorithm != "auto" else "")
     )
     table = Table(title=title, title_justify="left", caption=f"memory: {memory}; activation = peak − after load",
                   caption_justify="left")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from wfvae_cli.errors import WfvaeError
+from wfvae_cli.model.layers import CONV_ALGORITHMS
 
 Mode = Literal["encode", "decode", "both"]
 Phase = Literal["encode", "decode"]
@@ -69,6 +70,7 @@ class BenchSettings:
     chunk_frames: int | None = None
     compile: bool = False
     channels_last: bool = False
+    conv_algorithm: str = "auto"
     isolate: bool = True
     max_rss_gb: float | None = None
     threads: int | None = None
@@ -87,6 +89,8 @@ class BenchSettings:
             raise WfvaeError(f"--repeat {self.repeat}: must be >= 1 (the timed runs)")
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1 (or omit it for direct only)")
+        if self.conv_algorithm not in CONV_ALGORITHMS:
+            raise WfvaeError(f"--conv-algorithm {self.conv_algorithm!r}: choose one of {', '.join(CONV_ALGORITHMS)}")
         if self.compile and self.warmup < 1:
             raise WfvaeError("--compile needs --warmup >= 1: the first call compiles and must not be timed")
         if self.max_rss_gb is not None and not self.max_rss_gb > 0:

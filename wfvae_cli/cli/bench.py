@@ -77,6 +77,7 @@ def bench(
     repeat: int = typer.Option(5, "--repeat", help="Timed runs (median, min, max reported)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the encoder/decoder modules."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last_3d memory format for model and input."),
+    conv_algorithm: str = typer.Option("auto", "--conv-algorithm", help="3x3 convs: auto (Winograd where faster on CPU), direct or winograd."),
     isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="CPU: each configuration in a fresh subprocess (clean peak RSS)."),
     max_rss_gb: float | None = typer.Option(None, "--max-rss-gb", help="CPU: kill a configuration whose RSS exceeds this many GiB (cell: OOM)."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
@@ -96,7 +97,7 @@ def bench(
     settings = BenchSettings(
         device=resolve_device(device), dtype=dtype, batch_size=batch_size, warmup=warmup, repeat=repeat,
         mode=mode, chunk_frames=chunk_frames, compile=compile_, channels_last=channels_last,  # type: ignore[arg-type]
-        isolate=isolate, max_rss_gb=max_rss_gb, threads=threads,
+        conv_algorithm=conv_algorithm, isolate=isolate, max_rss_gb=max_rss_gb, threads=threads,
     )
     with _progress("bench") as update:
         report = run_profile(split_list(model), sizes, lengths, settings, progress=update)

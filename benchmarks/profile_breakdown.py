@@ -1,0 +1,101 @@
+"""Where the time goes: torch-profiler self time of one encode or decode, grouped by kind of op.
+
+Runs the official computation pattern (benchmarks/official_style.py) and ours with the direct and
+the auto (Winograd) conv algorithm, on the same weights and input, one warm-up call each, then one
+profiled call, and prints a table (and --json rows) of milliseconds per category:
+
+    python benchmarks/profile_breakdown.py --model wfvae-l --case encode:17x128 --case decode:17x128
+
+Categories are by aten op name. In our Winograd path the 1x1 convolutions of the transformed domain
+count as "conv", the filter transforms as "matmul", and the input/output transforms as "elementwise".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from official_style import OfficialStyle
+
+from wfvae_cli import load_model
+
+CATEGORIES = {
+    "conv": ("convolution", "conv3d", "conv2d", "slow_conv"),
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "attention": ("scaled_dot_product", "flash_attention"),
+    "norm": ("layer_norm", "var_mean", "group_norm", "rsqrt", "addcmul"),
+    "activation": ("silu", "sigmoid"),
+    "interpolation": ("upsample", "interpolate"),
+    "copies": ("copy_", "aten::cat", "constant_pad", "aten::pad", "clone", "contiguous", "repeat", "fill_", "zero_"),
+    "elementwise": ("aten::add", "aten::sub", "aten::mul", "aten::div", "aten::neg"),
+}
+
+
+def categorize(name: str) -> str:
+    for category, keys in CATEGORIES.items():
+        if any(k in name for k in keys):
+            return category
+    return "other"
+
+
+def breakdown(fn, x) -> dict[str, float]:
+    with torch.inference_mode():
+        fn(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn(x)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        key = categorize(event.key)
+        totals[key] = totals.get(key, 0.0) + event.self_cpu_time_total / 1000
+    totals["total"] = sum(totals.values())
+    return {k: round(v, 1) for k, v in totals.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="wfvae-l")
+    ap.add_argument("--case", action="append", default=[], help="encode:FRAMESxRES or decode:FRAMESxRES")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    official = OfficialStyle(model)
+    for case in args.case or ["encode:17x128", "decode:17x128"]:
+        mode, size = case.split(":")
+        frames, res = (int(v) for v in size.split("x"))
+        gen = torch.Generator().manual_seed(0)
+        if mode == "encode":
+            x = torch.rand(1, 3, frames, res, res, generator=gen) * 2 - 1
+            runs = {"official-style": official.encode, "ours": lambda v: model.encode(v).mean}
+        else:
+            t = (frames - 1) // model.config.temporal_factor + 1
+            x = torch.randn(1, model.config.latent_dim, t, res // 8, res // 8, generator=gen)
+            runs = {"official-style": official.decode, "ours": model.decode}
+        rows = {}
+        for name, fn in runs.items():
+            if name == "ours":
+                for algorithm in ("direct", "auto"):
+                    model.set_conv_algorithm(algorithm)
+                    rows[f"ours ({algorithm})"] = breakdown(fn, x)
+            else:
+                rows[name] = breakdown(fn, x)
+        if args.json:
+            for name, row in rows.items():
+                print(json.dumps({"model": args.model, "case": case, "impl": name, "ms": row}))
+            continue
+        cats = [*CATEGORIES, "other", "total"]
+        print(f"\n{args.model} {case} (self CPU ms, {args.threads} threads)")
+        print(f"{'':18}" + "".join(f"{c:>14}" for c in cats))
+        for name, row in rows.items():
+            print(f"{name:18}" + "".join(f"{row.get(c, 0.0):14.1f}" for c in cats))
+
+
+if __name__ == "__main__":
+    main()
