@@ -192,27 +192,36 @@ def conv3x3(
             n_out = min(slab, t - s0)
             n_in = n_out + kt - 1
             if n_out not in buffers:
-                buffers[n_out] = (new(b, n_in, nh, w, c), new(b, n_in, nh, nw, c), new(m, b, n_out, nh, nw, cout))
-            rows, cols, mixed = buffers[n_out]
+                buffers[n_out] = (new(b, n_in, nh, w, c), new(b, n_in, nh, nw, c))
+            rows, cols = buffers[n_out]
             f0 = 0
             for part in frame_range(parts, s0, s0 + n_in):  # rows: B^T along H for tile row i
                 view = part.permute(0, 2, 3, 4, 1)  # (B, t, H, W, C)
                 _axis_transform(view, spec.BT[i], m, 2, rows[:, f0 : f0 + view.shape[1]])
                 f0 += view.shape[1]
-            started = [False] * m
+            mixed: list[torch.Tensor | None] = [None] * m  # A^T along W of this tile row's products
             for j in range(a):
                 _axis_transform(rows, spec.BT[j], m, 3, cols)  # columns: B^T along W
                 x = cols.view(b, *_grid_shape(n_in, nh, nw, kt), c).permute(0, 4, 1, 2, 3)
                 y = F.conv3d(x, kernels[j], bias if i * a + j == spec.bias_position else None)
                 prod = y.permute(0, 2, 3, 4, 1).reshape(b, n_out, nh, nw, cout)
+                owned = False
                 for v in range(m):
-                    _accumulate(mixed[v], prod, spec.AT[v][j], started[v])
-                    started[v] = started[v] or spec.AT[v][j] != 0
+                    coef = spec.AT[v][j]
+                    if coef == 0:
+                        continue
+                    acc = mixed[v]
+                    if acc is not None:
+                        acc.add_(prod, alpha=coef)
+                    elif coef == 1 and not owned:  # the fresh conv output becomes the accumulator
+                        mixed[v], owned = prod, True
+                    else:
+                        mixed[v] = prod * coef
                 del y, prod
             for u in range(m):  # A^T along H, into the output tile rows
                 for v in range(m):
                     if spec.AT[u][i] != 0:
-                        _accumulate(out[:, s0 : s0 + n_out, :, u, :, v], mixed[v], spec.AT[u][i], not first[u, v])
+                        _accumulate(out[:, s0 : s0 + n_out, :, u, :, v], mixed[v], spec.AT[u][i], not first[u, v])  # type: ignore[arg-type]
                         written.add((u, v))
     y = out.view(b, t, nh * m, nw * m, cout)
     if nh * m != h or nw * m != w:
@@ -270,12 +279,21 @@ def _axis_transform(src: torch.Tensor, coeffs: tuple[float, ...], m: int, axis: 
     terms.sort(key=lambda term: term[0])  # full-range terms first: they initialise ``out``
     if not terms or terms[0][0]:
         out.zero_()
-    for n, (partial, lo, hi, coef, piece) in enumerate(terms):
+    if len(terms) >= 2 and not terms[1][0] and 1 in (terms[0][3], terms[1][3]):
+        # two full-range terms, one with coefficient 1: a single add writes the first pass
+        (_, _, _, c0, p0), (_, _, _, c1, p1) = terms[:2]
+        torch.add(p0, p1, alpha=c1, out=out) if c0 == 1 else torch.add(p1, p0, alpha=c0, out=out)
+        terms = terms[2:]
+        initialised = True
+    else:
+        initialised = False
+    for partial, lo, hi, coef, piece in terms:
         dst = out.narrow(axis, lo, hi - lo)
-        if n == 0 and not partial:
+        if not initialised and not partial:
             torch.mul(piece, coef, out=dst) if coef != 1 else dst.copy_(piece)
         else:
             dst.add_(piece, alpha=coef)
+        initialised = True
 
 
 def _accumulate(dst: torch.Tensor, src: torch.Tensor, coef: float, started: bool) -> None:
