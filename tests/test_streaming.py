@@ -182,3 +182,31 @@ def test_closed_session_cannot_be_reused(model):
         enc.flush()
     with pytest.raises(RuntimeError, match="closed"):
         enc.push(torch.rand(1, 3, 4, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "start, n, step, sizes",
+    [
+        (0, 17, 16, [17]),  # a 4k+1 clip with chunk 4k is one piece: the causal frame rides along
+        (0, 33, 16, [17, 16]),
+        (0, 40, 8, [9, 8, 8, 8, 7]),
+        (5, 20, 4, [4, 4, 4, 4, 4]),  # a later push continues the same grid of cuts
+        (1, 8, 4, [4, 4]),
+        (0, 1, 4, [1]),
+        (0, 12, None, [12]),
+    ],
+)
+def test_chunks_are_cut_at_one_plus_multiples_of_the_chunk(start, n, step, sizes):
+    from wfvae_cli.model.streaming import StreamEncoder
+
+    pieces = StreamEncoder._pieces(torch.zeros(1, 3, n, 8, 8), step, start)
+    assert [p.shape[2] for p in pieces] == sizes
+
+
+def test_encoder_runs_a_4k_plus_1_clip_in_one_piece_with_chunk_4k(model, monkeypatch):
+    calls = []
+    forward = model.encoder.forward
+    monkeypatch.setattr(model.encoder, "forward", lambda x, cache=None: calls.append(x.shape[2]) or forward(x, cache))
+    with torch.no_grad():
+        model.encode(torch.rand(1, 3, 17, 16, 16) * 2 - 1, chunk_frames=16)
+    assert calls == [17]
