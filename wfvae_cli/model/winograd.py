@@ -16,10 +16,11 @@ for oneDNN's own direct algorithm); F(4x4, 3x3) would save more but is ~10x less
 
 Activations are channels-last (B, T, H, W, C) in memory here, which makes every transform a set of
 contiguous elementwise operations. The 16 tile positions are processed one at a time (input
-transform -> convolution -> accumulate into the output), and the zero padding is applied by index
-ranges rather than by a padded copy, so the extra memory of a layer stays below one input plus one
-output, with full-size (fast) convolutions. Filters are transformed on every call (one small matrix
-product, a few percent of the layer's time): a cached copy would cost 1.8x the model's weights.
+transform -> convolution -> accumulate into the output) over slabs of frames, and the zero padding is
+applied by index ranges rather than by a padded copy, so a layer needs its output plus ~16 MB of
+buffers, while each convolution stays large enough for oneDNN's fast kernel. Filters are transformed
+on every call (one small matrix product per tile row, ~10 % of the layer at small sizes): a cached
+copy would cost 1.8x the weights of every eligible layer. docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
