@@ -4,7 +4,8 @@ The official implementation cannot be fetched on these machines, so this is our 
 re-implementation of its *computation pattern*, written from the reference description
 (`shared/reference/wfvae-architecture.md`): per-frame 2D ops run on a (B*T, C, H, W) copy of the
 video (`video_to_image`), LayerNorm permutes channels last and back, causal padding concatenates
-frame copies, the Haar transforms run eight (or four) 1-channel convolutions and concatenate, q/k/v
+frame copies, the 3D Haar transform loops over the channels running eight 1-channel convolutions
+each (the 2D one runs four over all channels) and concatenates, swish is ``x * sigmoid(x)``, q/k/v
 are separate 1x1x1 Conv3d calls. It reads the parameters of a :class:`wfvae_cli.model.WFVAE`, so both
 run the same weights side by side; ``tests``-style parity against the golden fixture keeps it honest.
 
@@ -17,6 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from wfvae_cli.model.model import WFVAE
+
+
+def nonlinearity(x):  # the official swish: two ops and a temporary, not F.silu
+    return x * torch.sigmoid(x)
 
 
 def _to_img(x):  # b c t h w -> (b t) c h w
@@ -56,16 +61,16 @@ class OfficialStyle:
         return _to_vid(F.conv2d(img, self.p[f"{name}.weight"], self.p[f"{name}.bias"], stride=stride, padding=padding), t)
 
     def res3d(self, x, name):
-        h = self.cconv(F.silu(self.norm(x, f"{name}.norm1")), f"{name}.conv1")
-        h = self.cconv(F.silu(self.norm(h, f"{name}.norm2")), f"{name}.conv2")
+        h = self.cconv(nonlinearity(self.norm(x, f"{name}.norm1")), f"{name}.conv1")
+        h = self.cconv(nonlinearity(self.norm(h, f"{name}.norm2")), f"{name}.conv2")
         if f"{name}.nin_shortcut.conv.weight" in self.p:
             x = self.cconv(x, f"{name}.nin_shortcut")
         return x + h
 
     def res2d(self, x, name):
         img, t = _to_img(x)  # the official video_to_image wraps the whole block
-        h = F.conv2d(F.silu(self.norm(img, f"{name}.norm1")), self.p[f"{name}.conv1.weight"], self.p[f"{name}.conv1.bias"], padding=1)
-        h = F.conv2d(F.silu(self.norm(h, f"{name}.norm2")), self.p[f"{name}.conv2.weight"], self.p[f"{name}.conv2.bias"], padding=1)
+        h = F.conv2d(nonlinearity(self.norm(img, f"{name}.norm1")), self.p[f"{name}.conv1.weight"], self.p[f"{name}.conv1.bias"], padding=1)
+        h = F.conv2d(nonlinearity(self.norm(h, f"{name}.norm2")), self.p[f"{name}.conv2.weight"], self.p[f"{name}.conv2.bias"], padding=1)
         return _to_vid(img + h, t)
 
     def attn(self, x, name):
@@ -80,8 +85,11 @@ class OfficialStyle:
     def haar3d(self, x, name):
         b, c, t, h, w = x.shape
         x = x.reshape(b * c, 1, t, h, w)
-        outs = [self.cconv(x, f"{name}.{n}_conv", stride=2, padding=0) for n in ("h", "g", "hh", "gh", "h_v", "g_v", "hh_v", "gh_v")]
-        return torch.cat([o.reshape(b, c, *o.shape[2:]) for o in outs], dim=1)
+        names = ("h", "g", "hh", "gh", "h_v", "g_v", "hh_v", "gh_v")
+        # the official forward loops over the b*c single-channel videos, eight causal convs each
+        outs = [self.cconv(x[i : i + 1], f"{name}.{n}_conv", stride=2, padding=0) for i in range(b * c) for n in names]
+        y = torch.cat(outs, dim=0)  # ((b c 8), 1, t', h', w')
+        return y.reshape(b, c, 8, *y.shape[2:]).transpose(1, 2).reshape(b, 8 * c, *y.shape[2:])
 
     def haar2d(self, x, name):
         b, c, t, h, w = x.shape
@@ -143,7 +151,7 @@ class OfficialStyle:
         h = self.res3d(h, "encoder.mid.0")
         h = self.attn(h, "encoder.mid.1")
         h = self.res3d(h, "encoder.mid.2")
-        h = self.cconv(F.silu(self.norm(h, "encoder.norm_out")), "encoder.conv_out")
+        h = self.cconv(nonlinearity(self.norm(h, "encoder.norm_out")), "encoder.conv_out")
         return h
 
     @torch.no_grad()
@@ -172,6 +180,6 @@ class OfficialStyle:
         h = self.res3d(h, f"decoder.up1.{n + 1}")
         h = self.res3d(h, "decoder.layer.0")
         h = self.res3d(h, "decoder.layer.1")
-        h = self.conv2d_frames(F.silu(self.norm(h, "decoder.norm_out")), "decoder.conv_out")
+        h = self.conv2d_frames(nonlinearity(self.norm(h, "decoder.norm_out")), "decoder.conv_out")
         h[:, :3] = h[:, :3] + l1
         return self.ihaar3d(h, "decoder.inverse_wavelet_transform_out")
