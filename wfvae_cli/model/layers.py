@@ -16,9 +16,10 @@ from wfvae_cli.model import winograd
 from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frames
 
 #: how 3x3 convolutions are computed: "auto" (Winograd where it is faster, else direct), "direct"
-#: (the framework's convolution, bit-compatible with the official code's algorithm) or "winograd"
-#: (wherever the shape allows it, in inference). Set per model with ``WFVAE.set_conv_algorithm``.
+#: (the framework's convolution, the official code's algorithm) or "winograd" (wherever the shape
+#: allows it, in inference). Set per model with ``WFVAE.set_conv_algorithm``.
 CONV_ALGORITHMS = ("auto", "direct", "winograd")
+
 
 def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) -> bool:
     """Whether this call of a stride-1, zero-padded 3x3 conv runs by Winograd (see ``CONV_ALGORITHMS``)."""
