@@ -22,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_style import OfficialStyle
+from speed_vs_official import _inputs as inputs
 
 from wfvae_cli import load_model
 
@@ -70,13 +71,10 @@ def main() -> None:
     for case in args.case or ["encode:17x128", "decode:17x128"]:
         mode, size = case.split(":")
         frames, res = (int(v) for v in size.split("x"))
-        gen = torch.Generator().manual_seed(0)
+        x = inputs(model, mode, frames, res)  # the same inputs as speed_vs_official.py
         if mode == "encode":
-            x = torch.rand(1, 3, frames, res, res, generator=gen) * 2 - 1
             runs = {"official-style": official.encode, "ours": lambda v: model.encode(v).mean}
         else:
-            t = (frames - 1) // model.config.temporal_factor + 1
-            x = torch.randn(1, model.config.latent_dim, t, res // 8, res // 8, generator=gen)
             runs = {"official-style": official.decode, "ours": model.decode}
         rows = {}
         for name, fn in runs.items():

@@ -85,8 +85,11 @@ def causal_parts(
     parts = [p for p in parts if frames(p)]
     n = sum(frames(p) for p in parts)
     n_out = (n - kernel_t) // stride_t + 1 if n >= kernel_t else 0
-    rest = frame_range(parts, n_out * stride_t, n)
-    cache[key] = torch.cat(rest, dim=2) if len(rest) > 1 else rest[0].clone() if rest else x[:, :, :0]
+    rest = frame_range(parts, n_out * stride_t, n)  # unconsumed frames, kept as a copy of their own
+    if not rest:
+        cache[key] = x[:, :, :0]
+    else:
+        cache[key] = torch.cat(rest, dim=2) if len(rest) > 1 else rest[0].clone()
     if n_out == 0:
         return None
     return frame_range(parts, 0, (n_out - 1) * stride_t + kernel_t)

@@ -107,11 +107,11 @@ class _Session:
         cuts fall never changes the result, only the speed: no chunk of a single frame.
         """
         n = x.shape[2]
-        if step is None:
-            return [x]
-        cuts = [c - start for c in range(1 + step, start + n, step) if c > start]
-        bounds = [0, *cuts, n]
-        return [x[:, :, a:b] for a, b in itertools.pairwise(bounds) if b > a]
+        if step is None or n == 0:
+            return [x]  # an empty push still runs once (a flush step, or nothing to emit)
+        first_cut = 1 + step * max(1, (start - 1) // step + 1)  # the first 1 + k*step after ``start``
+        bounds = [0, *(c - start for c in range(first_cut, start + n, step)), n]
+        return [x[:, :, a:b] for a, b in itertools.pairwise(bounds)]
 
 
 class StreamEncoder(_Session):
@@ -137,7 +137,7 @@ class StreamEncoder(_Session):
     def _run(self, frames: torch.Tensor) -> DiagonalGaussian:
         pieces = self._pieces(frames, self.chunk_frames, self.frames_in)
         self.frames_in += frames.shape[2]
-        outs = [self.model.encoder(piece, self.cache)[0] for piece in pieces] or [self.model.encoder(frames, self.cache)[0]]
+        outs = [self.model.encoder(piece, self.cache)[0] for piece in pieces]
         return DiagonalGaussian.from_moments(torch.cat(outs, dim=2))
 
     def flush(self) -> DiagonalGaussian:
@@ -191,7 +191,7 @@ class StreamDecoder(_Session):
         pieces = self._pieces(latents, self.latent_step, self.frames_in)
         self.frames_in += latents.shape[2]
         self._ref = latents[:, :, :0]
-        outs = [self.model.decoder(p, self.cache)[0] for p in pieces] or [self.model.decoder(latents, self.cache)[0]]
+        outs = [self.model.decoder(p, self.cache)[0] for p in pieces]
         return torch.cat(outs, dim=2)
 
     def flush(self) -> torch.Tensor:

@@ -185,10 +185,10 @@ def conv3x3(
     out = new(b, t, nh, m, nw, m, cout)
     slab = _slab_frames(t, kt, b * h * w * max(c, cout) * parts[0].element_size(), b * nh * nw * c)
     buffers: dict[int, tuple[torch.Tensor, ...]] = {}
-    written: set[tuple[int, int]] = set()
     for i in range(a):
         kernels = transformed_filters(taps, (cout, c, kt), i, spec)
-        first = {(u, v): (u, v) not in written for u in range(m) for v in range(m)}
+        # output row u is first written by the first tile row i with AT[u][i] != 0
+        first = [all(spec.AT[u][k] == 0 for k in range(i)) for u in range(m)]
         for s0 in range(0, t, slab):
             n_out = min(slab, t - s0)
             n_in = n_out + kt - 1
@@ -221,9 +221,8 @@ def conv3x3(
                 del y, prod
             for u in range(m):  # A^T along H, into the output tile rows
                 for v in range(m):
-                    if spec.AT[u][i] != 0:
-                        _accumulate(out[:, s0 : s0 + n_out, :, u, :, v], mixed[v], spec.AT[u][i], not first[u, v])  # type: ignore[arg-type]
-                        written.add((u, v))
+                    dst = out[:, s0 : s0 + n_out, :, u, :, v]
+                    _accumulate(dst, mixed[v], spec.AT[u][i], started=not first[u])  # type: ignore[arg-type]
     y = out.view(b, t, nh * m, nw * m, cout)
     if nh * m != h or nw * m != w:
         y = y[:, :, :h, :w].contiguous()
@@ -231,15 +230,13 @@ def conv3x3(
 
 
 #: budget for the transforms' buffers, which cover one slab of output frames at a time (about 1.5
-#: frames' worth per frame); None = the whole clip in one slab. Exposed for the benchmarks.
-SLAB_BYTES: int | None = 16 * 2**20
+#: frames' worth per frame)
+SLAB_BYTES = 16 * 2**20
 
 
 def _slab_frames(frames_out: int, kt: int, frame_bytes: int, frame_work: int) -> int:
     """Output frames per slab: buffers within SLAB_BYTES, but enough work per 1x1 convolution for the
     fast kernel (2 x MIN_GEMM_WORK, and 8 input frames with a temporal kernel), slabs balanced."""
-    if SLAB_BYTES is None:
-        return frames_out
     by_memory = SLAB_BYTES * 2 // max(1, 3 * frame_bytes)
     by_work = -(-2 * MIN_GEMM_WORK // max(1, frame_work)) - (kt - 1)
     per_slab = max(1, by_memory, by_work, 8 - (kt - 1) if kt > 1 else 1)
