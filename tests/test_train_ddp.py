@@ -15,7 +15,11 @@ from wfvae_cli.train import distributed as dist_utils
 
 from .test_train_common import write_tiny_recipe
 
-OVERRIDES = ["schedule.steps=3", "loss.disc_start=0", "schedule.checkpoint_every=3"]
+# Adam with its usual eps turns any gradient into a step of about +-lr, so parameters whose true
+# gradient is ~0 move by lr in a direction set by rounding noise, which differs between one process
+# (2 threads) and two (1 thread each) on some CPUs. A large eps makes the step proportional to the
+# gradient (lr * g / eps): then the comparison below checks the training arithmetic, not noise.
+OVERRIDES = ["schedule.steps=3", "loss.disc_start=0", "schedule.checkpoint_every=3", "optim.eps=1.0"]
 
 
 def _free_port() -> int:
@@ -59,8 +63,4 @@ def test_two_gloo_replicas_stay_identical_and_match_accumulation(tmp_path):
     for k in r0:
         if "running_" in k or "num_batches" in k:
             continue  # BatchNorm statistics: per device vs. last micro-batch, unused in training mode
-        if k.endswith("mid.1.k.conv.bias"):  # vae. and ema.
-            # the attention key bias cannot change the output (softmax is shift-invariant per query), so its
-            # gradient is pure rounding noise, which Adam normalises into lr-sized steps of arbitrary sign
-            continue
         torch.testing.assert_close(one[k], r0[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")

@@ -8,38 +8,64 @@ the same computation without the (B, C, T, H, W) -> (B*T, C, H, W) permute-and-c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wfvae_cli.model import winograd
-from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frames
+from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frame_range, frames
 
-#: how 3x3 convolutions are computed: "auto" (Winograd where it is faster, else direct), "direct"
-#: (the framework's convolution, the official code's algorithm) or "winograd" (wherever the shape
-#: allows it, in inference). Set per model with ``WFVAE.set_conv_algorithm``.
+#: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(2x2,3x3) when the
+#: compiled kernels are available, else direct), "direct" (the framework's convolution, the official
+#: code's algorithm) or "winograd" (Winograd, an error if the kernels cannot be built). Set per model
+#: with ``WFVAE.set_conv_algorithm``; training and other devices/dtypes always run direct.
 CONV_ALGORITHMS = ("auto", "direct", "winograd")
 
 
 def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) -> bool:
-    """Whether this call of a stride-1, zero-padded 3x3 conv runs by Winograd (see ``CONV_ALGORITHMS``)."""
+    """Whether this call of a 3x3 conv runs by Winograd (see ``CONV_ALGORITHMS``): stride 1, zero
+    padding 1, float32 on the CPU, no gradients (the kernels have no backward), compiled kernels."""
     algorithm = getattr(conv, "algorithm", "auto")
     if algorithm == "direct" or conv.kernel_size[-2:] != (3, 3) or frames_in == 0:
         return False
     if any(s != 1 for s in conv.stride) or tuple(conv.padding[-2:]) != (1, 1) or conv.groups != 1:
         return False
     if any(d != 1 for d in conv.dilation) or (torch.is_grad_enabled() and conv.weight.requires_grad):
-        return False  # the transforms write into buffers: inference only
-    if algorithm == "winograd":
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if winograd.available():
         return True
-    kt = conv.kernel_size[0] if len(conv.kernel_size) == 3 else 1
-    c_in, c_out = conv.in_channels, conv.out_channels
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and kt * min(c_in, c_out) >= 128
-        and winograd.gemm_work(frames_in, x.shape[3], x.shape[4], c_in) >= winograd.MIN_GEMM_WORK
-    )
+    if algorithm == "winograd":
+        raise RuntimeError(
+            "conv algorithm 'winograd' needs the compiled kernels, which could not be built here (no C "
+            "compiler: set CC, see docs/performance.md); use 'auto' or 'direct'"
+        )
+    return False
+
+
+#: the activation held for a slab of frames inside a block (conv1's output in a resnet block, the
+#: padded input window of a strided conv); at least MIN_SLAB_FRAMES frames where the video has them, so
+#: that a causal conv re-reads its two held frames for every few new ones, not for each
+SLAB_ACTIVATION_BYTES = 8 * 2**20
+MIN_SLAB_FRAMES = 4
+
+
+def slab_frame_count(x: torch.Tensor, channels: int) -> int:
+    """Frames per slab for an activation like ``x`` with ``channels`` channels (see SLAB_ACTIVATION_BYTES)."""
+    frame_bytes = channels * x.shape[3] * x.shape[4] * x.element_size() * x.shape[0]
+    return max(MIN_SLAB_FRAMES, SLAB_ACTIVATION_BYTES // max(1, frame_bytes))
+
+
+def frame_slabs(n: int, per_slab: int) -> list[tuple[int, int]]:
+    """[f0, f1) ranges covering n frames in equal slabs of at most ``per_slab``."""
+    if n == 0:
+        return []
+    count = -(-n // per_slab)
+    size = -(-n // count)
+    return [(f0, min(n, f0 + size)) for f0 in range(0, n, size)]
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +83,21 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d)
 
 
-def _frame_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """Apply a 2D conv to every frame of a 5D tensor.
+def _norm_swish(parts: list[torch.Tensor], norm: LayerNormChannels | None) -> list[torch.Tensor]:
+    """What a conv with a fused norm sees on the framework path: ``swish(norm(part))`` of each part."""
+    return parts if norm is None else [swish(norm(p)) for p in parts]
+
+
+def _add_into(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``out += y`` (the residual of a fused block), or ``y`` alone."""
+    return y if out is None else out.add_(y)
+
+
+def _frame_conv(
+    x: torch.Tensor, conv: nn.Conv2d, norm: LayerNormChannels | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Apply a 2D conv to every frame of a 5D tensor: ``out + conv(swish(norm(x)))``, the norm and
+    ``out`` optional.
 
     Channels-last, the (B, C, T, H, W) tensor *is* a batch of B*T channels-last images, so the frames
     go through ``conv2d`` as a view, without the official (b c t h w -> (b t) c h w) copy.
@@ -71,18 +110,26 @@ def _frame_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
         w = (x.shape[4] + 2 * pad[1] - kw) // stride[1] + 1
         return empty_frames(x, conv.out_channels, h, w)
     if _use_winograd(conv, x, frames(x)):
-        return winograd.conv3x3([x], conv.weight, conv.bias)
+        return winograd.conv3x3([x], conv.weight, conv.bias, norm=None if norm is None else norm.params(), out=out)
+    (x,) = _norm_swish([x], norm)
     b, c, t, h, w = x.shape
     images = channels_last(x).permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     y = F.conv2d(images, conv.weight, conv.bias, conv.stride, conv.padding)
-    return y.view(b, t, *y.shape[1:]).permute(0, 2, 1, 3, 4)
+    return _add_into(y.view(b, t, *y.shape[1:]).permute(0, 2, 1, 3, 4), out)
 
 
 class Conv2d(nn.Conv2d):
     """The official per-frame ``Conv2d`` (keys ``<name>.weight``/``.bias``)."""
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:  # type: ignore[override]
-        return _frame_conv(x, self)
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        cache: CausalCache | None = None,
+        norm: LayerNormChannels | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``out + conv(swish(norm(x)))`` per frame; ``norm`` and ``out`` optional (see :func:`_frame_conv`)."""
+        return _frame_conv(x, self, norm, out)
 
 
 class CausalConv3d(nn.Module):
@@ -107,16 +154,28 @@ class CausalConv3d(nn.Module):
         self.kernel_t, self.stride_t = k[0], s[0]
         self.conv = nn.Conv3d(chan_in, chan_out, k, stride=s, padding=(0, padding, padding), bias=bias)
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: CausalCache | None = None,
+        norm: LayerNormChannels | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``out + conv(swish(norm(x)))``, the norm and ``out`` optional.
+
+        The cache always holds raw input frames (the norm is per position, so normalising before or
+        after the temporal padding is the same), whichever algorithm a chunk runs with.
+        """
         c = self.conv
         parts = causal_parts(self, x, cache, self.kernel_t, self.stride_t)
         if parts is None:
             h = (x.shape[3] + 2 * c.padding[1] - c.kernel_size[1]) // c.stride[1] + 1
             w = (x.shape[4] + 2 * c.padding[2] - c.kernel_size[2]) // c.stride[2] + 1
             return empty_frames(x, c.out_channels, h, w)
-        if _use_winograd(c, x, sum(frames(p) for p in parts)):
-            return winograd.conv3x3(parts, c.weight, c.bias)  # reads the parts: no padded copy
-        return c(channels_last(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)))
+        if _use_winograd(c, x, sum(frames(p) for p in parts)):  # reads the parts: no padded copy
+            return winograd.conv3x3(parts, c.weight, c.bias, norm=None if norm is None else norm.params(), out=out)
+        parts = _norm_swish(parts, norm)
+        return _add_into(c(channels_last(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))), out)
 
 
 class LayerNormChannels(nn.Module):
@@ -140,6 +199,10 @@ class LayerNormChannels(nn.Module):
         y = F.layer_norm(x.permute(last).contiguous(), (x.shape[1],), self.norm.weight, self.norm.bias, self.norm.eps)
         return y.permute(back)
 
+    def params(self) -> winograd.Norm:
+        """(weight, bias, eps): what a fused convolution needs to apply this norm (and SiLU) itself."""
+        return self.norm.weight.detach(), self.norm.bias.detach(), self.norm.eps
+
 
 def normalize(channels: int, norm_type: str) -> nn.Module:
     """The official ``Normalize``: our channel LayerNorm, or ``nn.GroupNorm(32)`` used directly."""
@@ -148,53 +211,102 @@ def normalize(channels: int, norm_type: str) -> nn.Module:
     return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
 
 
-class ResnetBlock3D(nn.Module):
-    """norm1 -> swish -> conv1 -> norm2 -> swish -> dropout -> conv2, plus a (1x1x1) shortcut."""
+class _ResnetBlock(nn.Module):
+    """norm1 -> swish -> conv1 -> norm2 -> swish -> dropout -> conv2, plus the input (or its 1x1 shortcut).
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, norm_type: str = "layernorm") -> None:
-        super().__init__()
+    With channel LayerNorm each norm and swish is fused into the conv after it (applied slab by slab
+    inside a Winograd convolution, so the normalised activation never exists whole) and conv2 adds its
+    result into the residual; in inference, when the caller allows it (``reuse_input``: the input is a
+    temporary of the caller's), the residual is the input itself, overwritten. A block then holds two
+    activations at its peak (input and conv1's output) where the official code holds four.
+    """
+
+    #: :class:`Sequential` may let this block overwrite its input
+    can_reuse_input = True
+
+    def __init__(
+        self, in_channels: int, out_channels: int, dropout: float, norm_type: str, conv: Callable[..., nn.Module]
+    ) -> None:
+        super().__init__()  # registration order = the official state-dict key order
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm1 = normalize(in_channels, norm_type)
-        self.conv1 = CausalConv3d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = conv(in_channels, out_channels, 3, padding=1)
         self.norm2 = normalize(out_channels, norm_type)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = CausalConv3d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = conv(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
-            self.nin_shortcut = CausalConv3d(in_channels, out_channels, 1)
+            self.nin_shortcut = conv(in_channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        # one statement per step, so each intermediate is released as soon as the next exists
-        h = swish(self.norm1(x))
-        h = self.conv1(h, cache)
-        h = swish(self.norm2(h))
-        h = self.conv2(self.dropout(h), cache)
+    def _fused(self) -> bool:
+        return isinstance(self.norm1, LayerNormChannels) and not (self.training and self.dropout.p > 0)
+
+    def _residual(self, x: torch.Tensor, cache: CausalCache | None, reuse_input: bool) -> torch.Tensor:
+        """The tensor conv2 adds into: a fresh shortcut, the input itself, or a copy of the input; in
+        inference always with dense channels-last frames (what the fused convolutions write into)."""
         if self.in_channels != self.out_channels:
-            x = self.nin_shortcut(x, cache)
+            r = self._shortcut(x, cache)
+            return r if torch.is_grad_enabled() else winograd.dense_frames(r)
+        if reuse_input and not torch.is_grad_enabled() and winograd.dense_frames(x) is x:
+            return x
+        return x.clone(memory_format=torch.channels_last_3d)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None, reuse_input: bool = False) -> torch.Tensor:
+        if self._fused() and not torch.is_grad_enabled():
+            return self._forward_slabs(x, cache, reuse_input)
+        if self._fused():  # autograd: the same fusion, without in-place accumulation into saved tensors
+            h = self._conv(self.conv1, x, cache, self.norm1)
+            return self._conv(self.conv2, h, cache, self.norm2) + self._residual(x, cache, False)
+        # group norm (whole-video statistics) or dropout in training: the plain sequence, one
+        # statement per step so that each intermediate is released as soon as the next exists
+        h = swish(self.norm1(x))
+        h = self._conv(self.conv1, h, cache)
+        h = swish(self.norm2(h))
+        h = self._conv(self.conv2, self.dropout(h), cache)
+        if self.in_channels != self.out_channels:
+            x = self._shortcut(x, cache)
         return h.add_(x)  # h is the conv's fresh output (add's backward needs neither operand)
 
+    def _forward_slabs(self, x: torch.Tensor, cache: CausalCache | None, reuse_input: bool) -> torch.Tensor:
+        """Inference, a few frames at a time: conv1's output exists for one slab of frames only.
 
-class ResnetBlock2D(nn.Module):
+        The slabs go through the block as chunks of a Causal-Cache stream (the caller's stream, or a
+        private one for direct inference), so the result is exactly the whole-video one.
+        """
+        residual = self._residual(x, cache, reuse_input)
+        stream = CausalCache() if cache is None else cache
+        for f0, f1 in frame_slabs(frames(x), slab_frame_count(x, self.out_channels)):
+            h = self._conv(self.conv1, x[:, :, f0:f1], stream, self.norm1)
+            self._conv(self.conv2, h, stream, self.norm2, out=residual[:, :, f0:f1])
+            del h
+        return residual
+
+
+class ResnetBlock3D(_ResnetBlock):
+    """The causal 3D resnet block (3x3x3 convs, 1x1x1 shortcut)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, norm_type: str = "layernorm") -> None:
+        super().__init__(in_channels, out_channels, dropout, norm_type, CausalConv3d)
+
+    @staticmethod
+    def _conv(conv: CausalConv3d, x: torch.Tensor, cache: CausalCache | None, norm=None, out=None) -> torch.Tensor:
+        return conv(x, cache, norm, out)
+
+    def _shortcut(self, x: torch.Tensor, cache: CausalCache | None) -> torch.Tensor:
+        return self.nin_shortcut(x, cache)
+
+
+class ResnetBlock2D(_ResnetBlock):
     """The per-frame resnet block of the encoder's first level (plain ``nn.Conv2d`` 3x3 convs)."""
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, norm_type: str = "layernorm") -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.norm1 = normalize(in_channels, norm_type)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = normalize(out_channels, norm_type)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        if in_channels != out_channels:
-            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        super().__init__(in_channels, out_channels, dropout, norm_type, nn.Conv2d)
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        h = swish(self.norm1(x))
-        h = _frame_conv(h, self.conv1)
-        h = swish(self.norm2(h))
-        h = _frame_conv(self.dropout(h), self.conv2)
-        if self.in_channels != self.out_channels:
-            x = _frame_conv(x, self.nin_shortcut)
-        return h.add_(x)
+    @staticmethod
+    def _conv(conv: nn.Conv2d, x: torch.Tensor, cache: CausalCache | None, norm=None, out=None) -> torch.Tensor:
+        return _frame_conv(x, conv, norm, out)
+
+    def _shortcut(self, x: torch.Tensor, cache: CausalCache | None) -> torch.Tensor:
+        return _frame_conv(x, self.nin_shortcut)
 
 
 class AttnBlock3DFix(nn.Module):
@@ -225,6 +337,23 @@ class AttnBlock3DFix(nn.Module):
         return x + out.view(b, t, h, w, c).permute(0, 4, 1, 2, 3)
 
 
+def _in_slabs(n: int, per_slab: int, compute: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """``compute(f0, f1)`` for output frames [f0, f1) of each slab, assembled into one tensor (n >= 1)
+    without holding more than one slab's intermediates: the strided convs pad a copy of their input,
+    which this keeps to one slab of frames."""
+    slabs = frame_slabs(n, per_slab)
+    first = compute(*slabs[0])
+    if len(slabs) == 1:
+        return first
+    b, c, _, h, w = first.shape
+    out = first.new_empty((b, n, h, w, c)).permute(0, 4, 1, 2, 3)  # channels-last, like the convs' output
+    out[:, :, : slabs[0][1]] = first
+    del first
+    for f0, f1 in slabs[1:]:
+        out[:, :, f0:f1] = compute(f0, f1)
+    return out
+
+
 class Downsample(nn.Module):
     """Per-frame spatial /2: zero-pad right and bottom by 1, 3x3 conv with stride 2 (key ``conv.weight``)."""
 
@@ -235,7 +364,11 @@ class Downsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if frames(x) == 0:
             return empty_frames(x, self.conv.out_channels, x.shape[3] // 2, x.shape[4] // 2)
-        return _frame_conv(F.pad(x, (0, 1, 0, 1)), self.conv)
+        return _in_slabs(
+            frames(x),
+            slab_frame_count(x, x.shape[1]),
+            lambda f0, f1: _frame_conv(F.pad(x[:, :, f0:f1], (0, 1, 0, 1)), self.conv),
+        )
 
 
 class Spatial2xTime2x3DDownsample(nn.Module):
@@ -246,7 +379,18 @@ class Spatial2xTime2x3DDownsample(nn.Module):
         self.conv = CausalConv3d(in_channels, out_channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)), cache)
+        conv = self.conv  # its causal padding and cache, with the padded window built one slab at a time
+        kt, st = conv.kernel_t, conv.stride_t
+        parts = causal_parts(conv, x, cache, kt, st)
+        if parts is None:
+            return empty_frames(x, conv.conv.out_channels, x.shape[3] // 2, x.shape[4] // 2)
+        n_out = (sum(frames(p) for p in parts) - kt) // st + 1
+
+        def window(j0: int, j1: int) -> torch.Tensor:
+            picked = frame_range(parts, st * j0, st * (j1 - 1) + kt)
+            return conv.conv(channels_last(F.pad(torch.cat(picked, dim=2), (0, 1, 0, 1))))
+
+        return _in_slabs(n_out, max(1, slab_frame_count(x, x.shape[1]) // st), window)
 
 
 class Upsample(nn.Module):
@@ -332,10 +476,36 @@ class Spatial2xTime2x3DUpsample(nn.Module):
         return self.conv(up, cache)
 
 
-class Sequential(nn.Sequential):
-    """``nn.Sequential`` that threads the Causal Cache through its children."""
+def norm_swish_conv(
+    conv: CausalConv3d | Conv2d, norm: nn.Module, x: torch.Tensor, cache: CausalCache | None = None
+) -> torch.Tensor:
+    """``conv(swish(norm(x)))``, the output head of encoder and decoder: fused for channel LayerNorm."""
+    if isinstance(norm, LayerNormChannels):
+        return conv(x, cache, norm)
+    return conv(swish(norm(x)), cache)
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:  # type: ignore[override]
-        for module in self:
-            x = module(x, cache)
+
+class Sequential(nn.Sequential):
+    """``nn.Sequential`` that threads the Causal Cache through its children.
+
+    Every child after the first receives a temporary that nothing else holds (the previous child's
+    output), so the children that can (``can_reuse_input``) may overwrite it; the first child may too
+    when the caller says its input is such a temporary (``reuse_input``). A list input is *handed
+    over*: its tensors are concatenated along channels and the list emptied, so that this stage holds
+    the only reference and frees its input as soon as the first child has read it (a tensor argument
+    stays alive in the caller, and in the module call machinery, until the whole stage returns).
+    """
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor | list[torch.Tensor], cache: CausalCache | None = None, reuse_input: bool = False
+    ) -> torch.Tensor:
+        if isinstance(x, list):
+            inputs, x = x, x[0] if len(x) == 1 else torch.cat(x, dim=1)
+            reuse_input = reuse_input or len(inputs) > 1  # a concatenation is ours
+            inputs.clear()
+        for i, module in enumerate(self):
+            if getattr(module, "can_reuse_input", False):
+                x = module(x, cache, reuse_input=reuse_input or i > 0)
+            else:
+                x = module(x, cache)
         return x

@@ -62,10 +62,11 @@ class WFVAE(nn.Module):
             return torch.cat([dec.push(latent), dec.flush()], dim=2)
 
     def set_conv_algorithm(self, algorithm: str) -> WFVAE:
-        """How inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd F(2x2,3x3) on
-        the CPU where it is faster, ~3x the rounding error of the direct algorithm), ``"direct"``
-        (the framework's convolution only) or ``"winograd"`` (wherever the shape allows). Training
-        (gradients on) always runs direct. Returns ``self``."""
+        """How float32 CPU inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd
+        F(2x2,3x3) with the compiled kernels of :mod:`wfvae_cli.model.native` when they can be built,
+        else direct), ``"direct"`` (the framework's convolution only) or ``"winograd"`` (an error if the
+        kernels are unavailable). Training (gradients on), other dtypes and CUDA always run direct.
+        Returns ``self``."""
         if algorithm not in CONV_ALGORITHMS:
             raise ValueError(f"conv algorithm must be one of {', '.join(CONV_ALGORITHMS)}, got {algorithm!r}")
         for module in self.modules():

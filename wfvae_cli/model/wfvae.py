@@ -29,8 +29,8 @@ from wfvae_cli.model.layers import (
     Spatial2xTime2x3DDownsample,
     Spatial2xTime2x3DUpsample,
     Upsample,
+    norm_swish_conv,
     normalize,
-    swish,
 )
 from wfvae_cli.model.wavelets import (
     HaarWaveletTransform2D,
@@ -91,19 +91,21 @@ class Encoder(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: CausalCache | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        coeffs = self.wavelet_transform_in(x, cache)  # (B, 24, T1, H/2, W/2)
-        l1_coeffs = self.wavelet_transform_l1(coeffs[:, :3], cache)  # Haar of the LLL band
+        # stage inputs are handed over as lists (see Sequential), so each is freed once its stage has read it
+        coeffs = [self.wavelet_transform_in(x, cache)]  # (B, 24, T1, H/2, W/2)
+        l1_coeffs = self.wavelet_transform_l1(coeffs[0][:, :3], cache)  # Haar of the LLL band
         l2_coeffs = self.wavelet_transform_l2(l1_coeffs[:, :3], cache)  # 3D Haar of its LL band
         l1 = self.connect_l1(l1_coeffs, cache)
         l2 = self.connect_l2(l2_coeffs, cache)
 
         h, l1 = align((self, "l1"), self.down1(coeffs, cache), l1, cache)
-        h = torch.cat([h, l1], dim=1)  # backbone channels first, flow channels last
-        h, l2 = align((self, "l2"), self.down2(h, cache), l2, cache)
-        h = torch.cat([h, l2], dim=1)
-
-        h = self.mid(h, cache)
-        h = self.conv_out(swish(self.norm_out(h)), cache)
+        stage_in = [h, l1]  # backbone channels first, flow channels last
+        del h, l1
+        h, l2 = align((self, "l2"), self.down2(stage_in, cache), l2, cache)
+        stage_in = [h, l2]
+        del h, l2
+        h = self.mid(stage_in, cache)
+        h = norm_swish_conv(self.conv_out, self.norm_out, h, cache)
         return h, (l1_coeffs, l2_coeffs)
 
 
@@ -153,7 +155,7 @@ class Decoder(nn.Module):
         self, z: torch.Tensor, cache: CausalCache | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         d = self.flow_channels
-        h = self.mid(self.conv_in(z, cache), cache)  # (B, 4C + D, t, h, w)
+        h = self.mid(self.conv_in(z, cache), cache, reuse_input=True)  # (B, 4C + D, t, h, w)
 
         l2_coeffs = self.connect_l2(h[:, -d:], cache)  # level-2 coefficients from the flow channels
         l2 = self.inverse_wavelet_transform_l2(l2_coeffs, cache)  # -> LL band of level 1
@@ -165,8 +167,8 @@ class Decoder(nn.Module):
         l1 = self.inverse_wavelet_transform_l1(l1_coeffs, cache)  # -> LLL band of the output transform
         h = self.up1(h[:, :-d], cache)
 
-        h = self.layer(h, cache)
-        h = self.conv_out(swish(self.norm_out(h)), cache)  # (B, 24, T1, H/2, W/2) output subbands
+        h = self.layer(h, cache, reuse_input=True)
+        h = norm_swish_conv(self.conv_out, self.norm_out, h, cache)  # (B, 24, T1, H/2, W/2) output subbands
         h, l1 = align((self, "out"), h, l1, cache)
         h[:, :3] += l1
         return self.inverse_wavelet_transform_out(h, cache), (l1_coeffs, l2_coeffs)

@@ -1,306 +1,205 @@
 """Winograd F(2x2, 3x3) convolution for WF-VAE's 3x3 (and causal 3x3x3) convolutions on the CPU.
 
 Almost all of WF-VAE's inference time on a CPU is spent in 3x3 spatial convolutions (with a temporal
-kernel of 3 or 1), and oneDNN already runs those at the machine's peak rate, so the only way to be
-much faster is to do fewer multiplications. Winograd's minimal filtering algorithm F(2x2, 3x3)
-computes each 2x2 output tile from a 4x4 input tile with 16 multiplications per (input, output)
-channel pair instead of 36 (2.25x fewer), at the cost of cheap linear transforms before and after:
+kernel of 3 or 1), which oneDNN already runs at the machine's peak rate, so the only way to be much
+faster is to do fewer multiplications. Winograd's minimal filtering algorithm F(2x2, 3x3) computes each
+2x2 output tile from a 4x4 input tile with 16 multiplications per (input, output) channel pair instead
+of 36 (2.25x fewer):
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile, per channel pair, summed over input channels)
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        (per tile, summed over input channels and temporal taps)
 
-In the transformed domain the sum over input channels (and over the temporal taps) is, for each of the
-16 tile positions separately, an ordinary convolution with a (kt, 1, 1) kernel over the tile grid, which
-oneDNN runs at full speed. The transforms only add, subtract and halve, so the result stays within a
-few ulps of the direct convolution (max |delta| ~1e-5 on activations of magnitude ~10, against ~3e-6
-for oneDNN's own direct algorithm); F(4x4, 3x3) would save more but is ~10x less accurate.
+For each of the 16 positions of a transformed tile, the sum over input channels is a matrix product
+(tiles x C_in) @ (C_in x C_out), and the temporal taps of a causal conv are the same product on the
+tiles of the frames k steps back, accumulated: batched GEMMs that MKL runs at full speed. The transforms
+around them only add, subtract and halve, so the result stays within a few ulps of the direct
+convolution (in float32 it is closer to a float64 reference than oneDNN's direct algorithm is). They are
+compiled C kernels (:mod:`wfvae_cli.model.native`), one pass over memory each.
 
-Activations are channels-last (B, T, H, W, C) in memory here, which makes every transform a set of
-contiguous elementwise operations. The 16 tile positions are processed one at a time (input
-transform -> convolution -> accumulate into the output) over slabs of frames, and the zero padding is
-applied by index ranges rather than by a padded copy, so a layer needs its output plus ~16 MB of
-buffers, while each convolution stays large enough for oneDNN's fast kernel. Filters are transformed
-on every call (one small matrix product per tile row, ~10 % of the layer at small sizes): a cached
-copy would cost 1.8x the weights of every eligible layer. docs/performance.md has the measurements.
+Memory stays bounded: the transformed filters are made for a block of output channels at a time
+(``FILTER_BYTES``; each weight is read once, each output written once), and the input is transformed
+in slabs of frames, or bands of tile rows within a frame, whose transforms and products fit in
+``SLAB_BYTES`` (a temporal conv keeps the transforms of the frames it still needs in a window). Two
+fusions remove whole activations from a resnet block: ``norm`` (its channel LayerNorm and SiLU) is
+applied inside the input transform to the rows being read, so the normalised input never exists, and
+``out`` accumulates the result into an existing tensor (the residual) instead of a new one.
+Inference only: the kernels have no backward.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-
 import torch
-import torch.nn.functional as F
 
-from wfvae_cli.model.cache import frame_range
+from wfvae_cli.model import native
 
-#: frames x tiles x input channels of one transformed-domain convolution below which Winograd is
-#: not used: oneDNN 3.x runs small (kt, 1, 1) convolutions with a ~3x slower kernel (measured on AVX-512)
-MIN_GEMM_WORK = 300_000
-
-
-@dataclass(frozen=True)
-class WinogradTransform:
-    """The three matrices of F(m, r): ``AT`` (m x a), ``G`` (a x r), ``BT`` (a x a), with a = m + r - 1."""
-
-    m: int
-    AT: tuple[tuple[float, ...], ...]
-    G: tuple[tuple[float, ...], ...]
-    BT: tuple[tuple[float, ...], ...]
-
-    @property
-    def a(self) -> int:
-        return len(self.BT)
-
-    @property
-    def bias_position(self) -> int:
-        """Flat tile position p whose value reaches every output of a tile with weight 1.
-
-        The interpolation point 1 gives a column of ones in ``AT``; adding the bias there (and only
-        there) adds it to all m x m outputs, so the bias costs nothing.
-        """
-        ones = [i for i in range(self.a) if all(row[i] == 1 for row in self.AT)]
-        return ones[0] * self.a + ones[0]
+#: budget for one slab's transformed input and products (besides the layer's input, output and
+#: transformed filters): large enough for efficient products, small enough to stay near the caches
+SLAB_BYTES = 16 * 2**20
+#: budget for the transformed filters made at once (16/9 of the weights of that many output channels)
+FILTER_BYTES = 16 * 2**20
+#: ``norm`` argument of :func:`conv3x3`: (weight, bias, eps) of a LayerNorm over channels
+Norm = tuple[torch.Tensor, torch.Tensor, float]
 
 
-def cook_toom(m: int, r: int, points: tuple[Fraction | int, ...]) -> WinogradTransform:
-    """F(m, r) from m + r - 2 finite interpolation points (plus the point at infinity).
+def available() -> bool:
+    """Whether the compiled kernels can run here (see :func:`wfvae_cli.model.native.library`)."""
+    return native.library() is not None
 
-    ``AT`` and ``G`` follow from Lagrange interpolation; ``BT`` is then the unique matrix that makes
-    the algorithm compute correlation exactly, found in exact rational arithmetic (so no table of
-    magic numbers to trust: the construction checks itself).
+
+def channel_block(c_out: int, c_in: int, kt: int) -> int:
+    """Output channels whose transformed filters fit in ``FILTER_BYTES`` (blocks of equal size)."""
+    per_channel = kt * 16 * c_in * 4
+    fit = max(1, FILTER_BYTES // per_channel)
+    return -(-c_out // -(-c_out // fit))
+
+
+def slab_shape(frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int) -> tuple[int, int]:
+    """(output frames, tile rows) per step of a layer, within ``SLAB_BYTES``.
+
+    As many whole frames as fit (a temporal conv holds kt - 1 more input frames than it makes output
+    frames); when not even one does, bands of tile rows. Steps are equal-sized, so no small remainder
+    runs a poor product.
     """
-    a = m + r - 1
-    pts = [Fraction(p) for p in points]
-    if len(pts) != a - 1 or len(set(pts)) != len(pts):
-        raise ValueError(f"F({m},{r}) needs {a - 1} distinct finite points, got {points}")
-    at = [[p**i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
-    g = []
-    for j, p in enumerate(pts):
-        denom = Fraction(1)
-        for q in pts[:j] + pts[j + 1 :]:
-            denom *= p - q
-        g.append([p**k / denom for k in range(r)])
-    g.append([Fraction(int(k == r - 1)) for k in range(r)])
-    # BT[j][l]: sum_j AT[i][j] G[j][k] BT[j][l] == [l == i + k] for all i, k, l; the finite points
-    # give a Vandermonde structure, so solve column by column with exact Gaussian elimination.
-    bt = _solve_bt(at, g, m, r, a)
-    flt = lambda rows: tuple(tuple(float(v) for v in row) for row in rows)  # noqa: E731
-    return WinogradTransform(m=m, AT=flt(at), G=flt(g), BT=flt(bt))
+    row_bytes = 16 * tile_cols * 4  # per (frame, tile row), times channels
+    per_frame = tile_rows * row_bytes
+    n = (SLAB_BYTES // per_frame - (kt - 1) * c_in) // (c_in + c_out)
+    if n >= 1:
+        n = min(n, frames_out)
+        return -(-frames_out // -(-frames_out // n)), tile_rows
+    band = min(tile_rows, max(1, SLAB_BYTES // (row_bytes * (kt * c_in + c_out))))
+    return 1, -(-tile_rows // -(-tile_rows // band))
 
 
-def _solve_bt(at: list, g: list, m: int, r: int, a: int) -> list[list[Fraction]]:
-    """Exact least-squares-free solve of the BT equations (they are consistent and determined)."""
-    rows, rhs = [], []
-    for i in range(m):
-        for k in range(r):
-            for col in range(a):
-                rows.append([at[i][j] * g[j][k] for j in range(a)])
-                rhs.append((col, Fraction(int(col == i + k))))
-    bt = [[Fraction(0)] * a for _ in range(a)]
-    for col in range(a):
-        eqs = [(list(coef), val) for coef, (c, val) in zip(rows, rhs, strict=True) if c == col]
-        solution = _gauss(eqs, a)
-        for j in range(a):
-            bt[j][col] = solution[j]
-    return bt
+def dense_frames(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, t, H, W) with every frame a contiguous (H, W, C) block (channels-last), copied only if not.
+
+    Frames may be anywhere: a stride of 0 between frames (the expanded causal padding) is fine."""
+    c, w = x.shape[1], x.shape[4]
+    if x.stride(1) == 1 and x.stride(4) == c and x.stride(3) == w * c:
+        return x
+    return x.contiguous(memory_format=torch.channels_last_3d)
 
 
-def _gauss(eqs: list[tuple[list[Fraction], Fraction]], n: int) -> list[Fraction]:
-    """Solve an over-determined but consistent rational system by elimination; verify every equation."""
-    mat = [[*coef, val] for coef, val in eqs]
-    pivots: list[int] = []
-    row = 0
-    for col in range(n):
-        pivot = next((i for i in range(row, len(mat)) if mat[i][col] != 0), None)
-        if pivot is None:
-            continue
-        mat[row], mat[pivot] = mat[pivot], mat[row]
-        mat[row] = [v / mat[row][col] for v in mat[row]]
-        for i in range(len(mat)):
-            if i != row and mat[i][col] != 0:
-                factor = mat[i][col]
-                mat[i] = [a - factor * b for a, b in zip(mat[i], mat[row], strict=True)]
-        pivots.append(col)
-        row += 1
-    x = [Fraction(0)] * n
-    for i, col in enumerate(pivots):
-        x[col] = mat[i][n]
-    for coef, val in eqs:
-        if sum(c * v for c, v in zip(coef, x, strict=True)) != val:
-            raise ArithmeticError("Winograd construction failed: inconsistent system")
-    return x
+def new_output(ref: torch.Tensor, channels: int, frames: int) -> torch.Tensor:
+    """An uninitialised channels-last (B, channels, frames, H, W) tensor like ``ref``."""
+    b, _, _, h, w = ref.shape
+    return ref.new_empty((b, frames, h, w, channels)).permute(0, 4, 1, 2, 3)
 
 
-F2X3 = cook_toom(2, 3, (0, 1, -1))
-
-
-def filter_taps(weight: torch.Tensor) -> torch.Tensor:
-    """(Cout, Cin, [kt,] 3, 3) filters as a (Cout*Cin*kt, 9) view.
-
-    The kernels stay in this (not channels-last) order: oneDNN reorders filters into its own blocked
-    layout on every call anyway, and a permuted copy here would cost a filter-sized buffer (64 MB for
-    a 768-channel 3x3x3 conv) for no measurable speed.
-    """
-    w = weight if weight.dim() == 5 else weight.unsqueeze(2)
-    return w.reshape(-1, 9)
-
-
-def transformed_filters(
-    taps: torch.Tensor, shape: tuple[int, int, int], row: int, spec: WinogradTransform = F2X3
-) -> list[torch.Tensor]:
-    """G g G^T for tile positions (row, 0..a-1): a kernels (Cout, Cin, kt, 1, 1).
-
-    ``taps`` from :func:`filter_taps`, ``shape`` = (Cout, Cin, kt). One matrix product per tile row;
-    the entries of G are exact in binary (0, +-1/2, +-1), so this adds at most an ulp or two.
-    """
-    cout, cin, kt = shape
-    g = torch.tensor(spec.G, dtype=taps.dtype, device=taps.device)
-    u = torch.kron(g[row : row + 1], g) @ taps.T  # (a, Cout*Cin*kt)
-    return [u[j].view(cout, cin, kt, 1, 1) for j in range(spec.a)]
-
-
-def gemm_work(frames: int, height: int, width: int, channels: int, spec: WinogradTransform = F2X3) -> int:
-    """Size of a layer's transformed-domain convolution (see MIN_GEMM_WORK)."""
-    return frames * -(-height // spec.m) * -(-width // spec.m) * channels
+def _frame_pointers(parts: list[torch.Tensor], batch: int, offset: int = 0) -> torch.Tensor:
+    """Addresses of every frame of ``parts`` (batch element ``batch``), plus ``offset`` elements."""
+    ptrs = [
+        p.data_ptr() + p.element_size() * (batch * p.stride(0) + f * p.stride(2) + offset)
+        for p in parts
+        for f in range(p.shape[2])
+    ]
+    return torch.tensor(ptrs, dtype=torch.int64)
 
 
 def conv3x3(
-    parts: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None, spec: WinogradTransform = F2X3
+    parts: list[torch.Tensor],
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    norm: Norm | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Causal-in-time, zero-padded-in-space 3x3 convolution (temporal kernel kt) by Winograd.
+    """Causal-in-time, zero-padded-in-space 3x3 convolution (temporal kernel kt, stride 1) by Winograd.
 
-    ``parts`` are consecutive frame ranges of the (already causally padded) input, each (B, C, t, H, W)
-    in any memory layout (channels-last is fastest); passing the padding frames as a separate
-    (expanded) part avoids a padded copy of the input. ``weight`` is the conv's own (Cout, Cin, kt, 3, 3)
-    or (Cout, Cin, 3, 3) tensor. Returns (B, Cout, T, H, W), T = sum(t) - kt + 1, channels-last.
+    ``parts`` are consecutive frame ranges of the (already causally padded) float32 CPU input, each
+    (B, C, t, H, W), best channels-last; passing the padding frames as a separate expanded part avoids a
+    padded copy. ``weight`` is the conv's (Cout, Cin, kt, 3, 3) or (Cout, Cin, 3, 3) tensor. With
+    ``norm`` the convolution reads ``silu(layer_norm(x))`` instead of ``x``. With ``out`` (B, Cout, T,
+    H, W), whose frames must be dense (:func:`dense_frames`), the result is added into it (a residual)
+    and it is returned; otherwise the result is a new channels-last tensor. T = sum(t) - kt + 1.
     """
-    m, a = spec.m, spec.a
+    lib = native.library()
+    if lib is None:
+        raise RuntimeError("the Winograd kernels are not available (see wfvae_cli.model.native)")
     kt = weight.shape[2] if weight.dim() == 5 else 1
+    parts = [dense_frames(p) for p in parts if p.shape[2]]
     b, c, _, h, w = parts[0].shape
-    tp = sum(p.shape[2] for p in parts)
-    t, cout = tp - kt + 1, weight.shape[0]
-    nh, nw = -(-h // m), -(-w // m)
-    taps = filter_taps(weight)
-    new = lambda *shape: torch.empty(shape, dtype=parts[0].dtype, device=parts[0].device)  # noqa: E731
-    out = new(b, t, nh, m, nw, m, cout)
-    slab = _slab_frames(t, kt, b * h * w * max(c, cout) * parts[0].element_size(), b * nh * nw * c)
-    buffers: dict[int, tuple[torch.Tensor, ...]] = {}
-    for i in range(a):
-        kernels = transformed_filters(taps, (cout, c, kt), i, spec)
-        # output row u is first written by the first tile row i with AT[u][i] != 0
-        first = [all(spec.AT[u][k] == 0 for k in range(i)) for u in range(m)]
-        for s0 in range(0, t, slab):
-            n_out = min(slab, t - s0)
-            n_in = n_out + kt - 1
-            if n_out not in buffers:
-                buffers[n_out] = (new(b, n_in, nh, w, c), new(b, n_in, nh, nw, c))
-            rows, cols = buffers[n_out]
-            f0 = 0
-            for part in frame_range(parts, s0, s0 + n_in):  # rows: B^T along H for tile row i
-                view = part.permute(0, 2, 3, 4, 1)  # (B, t, H, W, C)
-                _axis_transform(view, spec.BT[i], m, 2, rows[:, f0 : f0 + view.shape[1]])
-                f0 += view.shape[1]
-            mixed: list[torch.Tensor | None] = [None] * m  # A^T along W of this tile row's products
-            for j in range(a):
-                _axis_transform(rows, spec.BT[j], m, 3, cols)  # columns: B^T along W
-                x = cols.view(b, *_grid_shape(n_in, nh, nw, kt), c).permute(0, 4, 1, 2, 3)
-                y = F.conv3d(x, kernels[j], bias if i * a + j == spec.bias_position else None)
-                prod = y.permute(0, 2, 3, 4, 1).reshape(b, n_out, nh, nw, cout)
-                owned = False
-                for v in range(m):
-                    coef = spec.AT[v][j]
-                    if coef == 0:
-                        continue
-                    acc = mixed[v]
-                    if acc is not None:
-                        acc.add_(prod, alpha=coef)
-                    elif coef == 1 and not owned:  # the fresh conv output becomes the accumulator
-                        mixed[v], owned = prod, True
+    t = sum(p.shape[2] for p in parts) - kt + 1
+    c_out = weight.shape[0]
+    if out is None:
+        out, accumulate = new_output(parts[0], c_out, t), 0
+    elif dense_frames(out) is not out:
+        raise ValueError("conv3x3: out must have dense channels-last frames")
+    else:
+        accumulate = 1
+    weight = weight.detach().contiguous()
+    nh, nw = -(-h // 2), -(-w // 2)
+    cb = channel_block(c_out, c, kt)
+    n, band = slab_shape(t, kt, nh, nw, c, cb)
+    slots = n + kt - 1 if n > 1 or kt == 1 else kt  # a window of frames, or a ring for one frame per step
+    v_buf = parts[0].new_empty((16, slots * band * nw * c))
+    m_buf = parts[0].new_empty(16 * n * band * nw * cb)
+    u_buf = parts[0].new_empty(kt * 16 * cb * c)
+    norm_args = (None, None, 0.0) if norm is None else (norm[0].data_ptr(), norm[1].data_ptr(), norm[2])
+    # one window holds the transforms of the whole layer: make them once, for every block of channels
+    transform_once = b == 1 and n >= t and band >= nh
+    for o0 in range(0, c_out, cb):
+        co = min(cb, c_out - o0)
+        u = u_buf[: kt * 16 * co * c].view(kt, 16, co, c)
+        lib.wf_filter_transform(weight[o0 : o0 + co].data_ptr(), co, c, kt, u.data_ptr())
+        u_t = u.transpose(2, 3)  # (kt, 16, Cin, co): the products' right-hand sides
+        bias_ptr = None if bias is None else bias[o0:].data_ptr()
+        for bi in range(b):
+            src = _frame_pointers(parts, bi)
+            dst = _frame_pointers([out], bi, offset=o0 * out.stride(1))
+            for t0 in range(0, nh, band):
+                nb = min(band, nh - t0)
+                rows = nb * nw  # tiles per frame in this band: the products' rows per frame
+                v = v_buf[:, : slots * rows * c].view(16, slots, rows, c)
+                step = _Band(lib, src, dst, v, (h, w, c, co, out.stride(4)), (t0, nb), norm_args, bias_ptr, accumulate,
+                             skip_transforms=transform_once and o0 > 0)
+                if kt > 1 and n == 1:  # ring: input frame fi lives in slot fi % kt
+                    m = m_buf[: 16 * rows * co].view(16, rows, co)
+                    for fi in range(t + kt - 1):
+                        step.transform(fi, 1, fi % kt)
+                        f = fi - kt + 1  # output frame f reads input frames f .. f + kt - 1
+                        if f >= 0:
+                            for k in range(kt):
+                                vk = v[:, (f + k) % kt]
+                                torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
+                            step.emit(f, 1, m)
+                    continue
+                for f0 in range(0, t, n):  # window: slots hold input frames f0 .. f0 + nf + kt - 2
+                    nf = min(n, t - f0)
+                    if f0 == 0:
+                        step.transform(0, nf + kt - 1, 0)
                     else:
-                        mixed[v] = prod * coef
-                del y, prod
-            for u in range(m):  # A^T along H, into the output tile rows
-                for v in range(m):
-                    dst = out[:, s0 : s0 + n_out, :, u, :, v]
-                    _accumulate(dst, mixed[v], spec.AT[u][i], started=not first[u])  # type: ignore[arg-type]
-    y = out.view(b, t, nh * m, nw * m, cout)
-    if nh * m != h or nw * m != w:
-        y = y[:, :, :h, :w].contiguous()
-    return y.permute(0, 4, 1, 2, 3)
+                        v[:, : kt - 1].copy_(v[:, n : n + kt - 1])  # the frames this step shares with the last
+                        step.transform(f0 + kt - 1, nf, kt - 1)
+                    m = m_buf[: 16 * nf * rows * co].view(16, nf * rows, co)
+                    for k in range(kt):
+                        vk = v[:, k : k + nf].reshape(16, nf * rows, c)
+                        torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
+                    step.emit(f0, nf, m)
+    return out
 
 
-#: budget for the transforms' buffers, which cover one slab of output frames at a time (about 1.5
-#: frames' worth per frame)
-SLAB_BYTES = 16 * 2**20
+class _Band:
+    """The kernel calls for one band of tile rows (of one batch element and block of output channels)."""
 
+    def __init__(self, lib, src, dst, v, sizes, band, norm_args, bias_ptr, accumulate: int, skip_transforms: bool) -> None:
+        self.lib, self.src, self.dst, self.v = lib, src, dst, v
+        self.h, self.w, self.c, self.co, self.out_stride = sizes
+        self.t0, self.nb = band
+        self.norm_args, self.bias_ptr, self.accumulate = norm_args, bias_ptr, accumulate
+        self.skip_transforms = skip_transforms
 
-def _slab_frames(frames_out: int, kt: int, frame_bytes: int, frame_work: int) -> int:
-    """Output frames per slab: buffers within SLAB_BYTES, but enough work per 1x1 convolution for the
-    fast kernel (2 x MIN_GEMM_WORK, and 8 input frames with a temporal kernel), slabs balanced."""
-    by_memory = SLAB_BYTES * 2 // max(1, 3 * frame_bytes)
-    by_work = -(-2 * MIN_GEMM_WORK // max(1, frame_work)) - (kt - 1)
-    per_slab = max(1, by_memory, by_work, 8 - (kt - 1) if kt > 1 else 1)
-    n = -(-frames_out // per_slab)
-    return -(-frames_out // n)
+    def transform(self, f_in: int, count: int, slot: int) -> None:
+        """Input frames [f_in, f_in + count) into slots [slot, slot + count) of the window."""
+        if self.skip_transforms:  # already there, from the first block of channels
+            return
+        self.lib.wf_input_transform(
+            self.src[f_in:].data_ptr(), count, self.h, self.w, self.c, self.t0, self.t0 + self.nb, *self.norm_args,
+            self.v[:, slot].data_ptr(), self.v.stride(0),
+        )
 
-
-def _grid_shape(frames_in: int, nh: int, nw: int, kt: int) -> tuple[int, int, int]:
-    """How a slab's tile grid is presented to the (kt, 1, 1) convolution, as (D, H, W).
-
-    The grid has no spatial meaning there, and oneDNN picks its kernel by shape: thin or shallow grids
-    get one that is ~3x slower. Measured on AVX-512 (oneDNN 3.x): a flat (1, N/16, 16) grid is fast
-    for temporal kernel 1; with a temporal kernel the depth must stay the frames, and a 16-wide grid
-    with at least 8 frames is fast.
-    """
-    n = nh * nw
-    if kt == 1 and (frames_in * n) % 16 == 0:
-        return 1, frames_in * n // 16, 16
-    if n % 16 == 0 and n >= 64 and not (nh >= 8 and nw >= 16):
-        return frames_in, n // 16, 16
-    return frames_in, nh, nw
-
-
-def _axis_transform(src: torch.Tensor, coeffs: tuple[float, ...], m: int, axis: int, out: torch.Tensor) -> None:
-    """out[k] = sum_r coeffs[r] * src[m*k + r - 1] along ``axis``, with zeros outside ``src`` (the conv padding)."""
-    n_in, n_out = src.shape[axis], out.shape[axis]
-    terms = []
-    for r, coef in enumerate(coeffs):
-        if coef == 0:
-            continue
-        lo = max(0, -((r - 1) // m))  # first k with m*k + r - 1 >= 0
-        hi = min(n_out, (n_in - r) // m + 1)  # one past the last k with m*k + r - 1 < n_in
-        if hi > lo:
-            start = m * lo + r - 1
-            index = [slice(None)] * src.dim()
-            index[axis] = slice(start, start + m * (hi - lo - 1) + 1, m)
-            terms.append((hi - lo < n_out, lo, hi, coef, src[tuple(index)]))
-    terms.sort(key=lambda term: term[0])  # full-range terms first: they initialise ``out``
-    if not terms or terms[0][0]:
-        out.zero_()
-    if len(terms) >= 2 and not terms[1][0] and 1 in (terms[0][3], terms[1][3]):
-        # two full-range terms, one with coefficient 1: a single add writes the first pass
-        (_, _, _, c0, p0), (_, _, _, c1, p1) = terms[:2]
-        torch.add(p0, p1, alpha=c1, out=out) if c0 == 1 else torch.add(p1, p0, alpha=c0, out=out)
-        terms = terms[2:]
-        initialised = True
-    else:
-        initialised = False
-    for partial, lo, hi, coef, piece in terms:
-        dst = out.narrow(axis, lo, hi - lo)
-        if not initialised and not partial:
-            torch.mul(piece, coef, out=dst) if coef != 1 else dst.copy_(piece)
-        else:
-            dst.add_(piece, alpha=coef)
-        initialised = True
-
-
-def _accumulate(dst: torch.Tensor, src: torch.Tensor, coef: float, started: bool) -> None:
-    """dst (+)= coef * src; the first contribution initialises ``dst``."""
-    if coef == 0:
-        return
-    if started:
-        dst.add_(src, alpha=coef)
-    elif coef == 1:
-        dst.copy_(src)
-    else:
-        torch.mul(src, coef, out=dst)
+    def emit(self, f0: int, count: int, m: torch.Tensor) -> None:
+        """Output frames [f0, f0 + count) from their products ``m``."""
+        self.lib.wf_output_transform(
+            m.data_ptr(), count, self.nb, -(-self.w // 2), self.co, self.dst[f0:].data_ptr(), self.h, self.w,
+            self.out_stride, self.t0, self.bias_ptr, self.accumulate,
+        )

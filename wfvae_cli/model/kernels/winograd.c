@@ -1,0 +1,251 @@
+/* Winograd F(2x2, 3x3) transforms for WF-VAE's 3x3 convolutions (float32, channels-last activations).
+ *
+ * The convolution is  Y = A^T [ (G g G^T) (*) (B^T d B) ] A  per 2x2 output tile; the products (*) summed
+ * over input channels and temporal taps are batched matrix products that PyTorch/MKL run at the machine's
+ * peak (wfvae_cli/model/winograd.py). These kernels are the parts that PyTorch could only express as many
+ * separate passes over memory: each reads its input once and writes its output once.
+ *
+ * Matrices (Lavin & Gray; interpolation points 0, 1, -1; all entries exact in binary):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G   = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * A "position" q = 4i + j is one of the 16 entries of a transformed tile.
+ *
+ * Layouts (float32):
+ *   activation frame: (H, W, C) with pixel stride C (input) or `stride` (output, which may be a channel
+ *                     slice of a wider tensor): one frame of a channels-last (B, C, T, H, W) tensor
+ *   V (transformed input):  [q][f][t][x][c]   f: frame, t: tile row of the band, x: tile column
+ *   U (transformed filter): [k][q][o][c]      k: temporal tap; used as U[k][q]^T (C x Co) in the products
+ *   M (products):           [q][f][t][x][o]
+ * Threads: OpenMP, sharing the runtime (and thread count) that PyTorch itself uses.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *scratch(size_t floats)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* G g G^T of every (o, c, k) filter. w: (co, ci, kt, 3, 3) contiguous; u: [k][16][co][ci].
+ * Per output channel the taps are first transposed to (tap, c), so every step below is a contiguous
+ * vector operation over c and every write a contiguous run of ci floats. */
+void wf_filter_transform(const float *w, int co, int ci, int kt, float *u)
+{
+    const long plane = (long)co * ci;
+#pragma omp parallel
+    {
+        float *wt = scratch(9L * ci);  /* the 9 taps of (o, :, k), tap-major */
+        float *gt = scratch(12L * ci); /* G g: row i of column b at (3i + b) */
+#pragma omp for schedule(static)
+        for (int o = 0; o < co; o++) {
+            for (int k = 0; k < kt; k++) {
+                const float *g = w + (long)o * ci * kt * 9 + (long)k * 9;
+                for (int c = 0; c < ci; c++)
+                    for (int tap = 0; tap < 9; tap++) wt[tap * ci + c] = g[(long)c * kt * 9 + tap];
+                for (int b = 0; b < 3; b++) {
+                    const float *restrict g0 = wt + b * ci, *restrict g1 = wt + (3 + b) * ci;
+                    const float *restrict g2 = wt + (6 + b) * ci;
+                    float *restrict t0 = gt + (0 + b) * ci, *restrict t1 = gt + (3 + b) * ci;
+                    float *restrict t2 = gt + (6 + b) * ci, *restrict t3 = gt + (9 + b) * ci;
+                    for (int c = 0; c < ci; c++) {
+                        float s = g0[c] + g2[c];
+                        t0[c] = g0[c];
+                        t1[c] = 0.5f * (s + g1[c]);
+                        t2[c] = 0.5f * (s - g1[c]);
+                        t3[c] = g2[c];
+                    }
+                }
+                for (int i = 0; i < 4; i++) {
+                    const float *restrict a0 = gt + (3 * i) * ci, *restrict a1 = a0 + ci, *restrict a2 = a0 + 2 * ci;
+                    float *restrict d = u + ((long)k * 16 + 4 * i) * plane + (long)o * ci;
+                    memcpy(d, a0, ci * sizeof(float));
+                    d += plane;
+                    for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) + a1[c]);
+                    d += plane;
+                    for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) - a1[c]);
+                    d += plane;
+                    memcpy(d, a2, ci * sizeof(float));
+                }
+            }
+        }
+        free(wt);
+        free(gt);
+    }
+}
+
+/* exp(x) for |x| <= 88, vectorisable: 2^n * p(r) with x = n ln2 + r (Cody-Waite), |r| <= ln2/2,
+ * p a degree-6 Taylor polynomial (relative error below 2e-7, about one ulp). */
+static inline float exp_approx(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x); /* (not fminf: that blocks vectorisation) */
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) * (1 << 23)}; /* 2^n */
+    return p * scale.f;
+}
+
+/* dst = silu(layer_norm(src)) for each of n pixels of c channels (per-pixel statistics, affine). */
+static void norm_silu_row(float *restrict dst, const float *restrict src, int n, int c, const float *restrict gamma,
+                          const float *restrict beta, float eps)
+{
+    for (int p = 0; p < n; p++, src += c, dst += c) {
+        float sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int k = 0; k < c; k++) sum += src[k];
+        const float mean = sum / c;
+#pragma omp simd reduction(+ : sq)
+        for (int k = 0; k < c; k++) sq += (src[k] - mean) * (src[k] - mean);
+        const float rstd = 1.0f / sqrtf(sq / c + eps);
+#pragma omp simd
+        for (int k = 0; k < c; k++) {
+            float y = (src[k] - mean) * rstd * gamma[k] + beta[k];
+            dst[k] = y / (1.0f + exp_approx(-y));
+        }
+    }
+}
+
+/* dst = ca*a + cb*b over n floats; a NULL row is zero (the convolution's zero padding). */
+static void combine_rows(float *restrict dst, const float *restrict a, float ca, const float *restrict b, float cb,
+                         long n)
+{
+    if (a && b)
+        for (long x = 0; x < n; x++) dst[x] = ca * a[x] + cb * b[x];
+    else if (a)
+        for (long x = 0; x < n; x++) dst[x] = ca * a[x];
+    else if (b)
+        for (long x = 0; x < n; x++) dst[x] = cb * b[x];
+    else
+        memset(dst, 0, n * sizeof(float));
+}
+
+/* B^T d B of the tiles of tile rows [ty0, ty1) of n frames (h, w, c), into v ([q][f][t][x][c], `plane`
+ * floats from one position to the next: at least n*(ty1-ty0)*nw*c, more when v is part of a larger
+ * buffer). Tile (t, x) covers image rows 2t-1 .. 2t+2 and columns 2x-1 .. 2x+2; outside the image is
+ * zero. With gamma (and beta) the convolution's input is silu(layer_norm(frame)) instead, computed here
+ * for the rows a tile row reads, so the normalised activation never exists in memory.
+ * Per tile row: B^T along H into a row buffer with a zero pixel on each side, then B^T along W. */
+void wf_input_transform(const float *const *frames, int n, int h, int w, int c, int ty0, int ty1,
+                        const float *gamma, const float *beta, float eps, float *v, long plane)
+{
+    static const int first[4] = {0, 1, 1, 1}, second[4] = {2, 2, 2, 3};
+    static const float cfirst[4] = {1, 1, -1, 1}, csecond[4] = {-1, 1, 1, -1};
+    const int nw = (w + 1) / 2, nty = ty1 - ty0;
+    const long row = (long)w * c;
+    const long srow = (2L * nw + 2) * c; /* pixels -1 .. 2nw: the row plus zero padding */
+    const int items = n * nty;
+#pragma omp parallel
+    {
+        float *s = scratch(4 * (size_t)srow);
+        /* normalised rows, image row y in slot y & 3 (tag: frame and row), so that consecutive tile rows
+           of a thread, which share two image rows, normalise each row once */
+        float *nrm = gamma ? scratch(4 * (size_t)row) : NULL;
+        long tag[4] = {-1, -1, -1, -1};
+        for (int i = 0; i < 4; i++) { /* the padding pixels stay zero; the row itself is overwritten */
+            memset(s + i * srow, 0, c * sizeof(float));
+            memset(s + i * srow + (long)(w + 1) * c, 0, (srow - (long)(w + 1) * c) * sizeof(float));
+        }
+#pragma omp for schedule(static)
+        for (int it = 0; it < items; it++) {
+            const int f = it / nty, t = it % nty, ty = ty0 + t;
+            const float *d[4];
+            for (int r = 0; r < 4; r++) {
+                const int y = 2 * ty - 1 + r;
+                d[r] = (y >= 0 && y < h) ? frames[f] + (long)y * row : NULL;
+                if (d[r] && nrm) {
+                    float *slot = nrm + (y & 3) * row;
+                    const long want = (long)f * h + y;
+                    if (tag[y & 3] != want) {
+                        norm_silu_row(slot, d[r], w, c, gamma, beta, eps);
+                        tag[y & 3] = want;
+                    }
+                    d[r] = slot;
+                }
+            }
+            for (int i = 0; i < 4; i++) /* every row of B^T has exactly two non-zero entries */
+                combine_rows(s + i * srow + c, d[first[i]], cfirst[i], d[second[i]], csecond[i], row);
+            for (int i = 0; i < 4; i++) {
+                const float *si = s + i * srow;
+                float *restrict o0 = v + (4L * i) * plane + ((long)(f * nty + t) * nw) * c;
+                float *restrict o1 = o0 + plane, *restrict o2 = o1 + plane, *restrict o3 = o2 + plane;
+                for (int x = 0; x < nw; x++, o0 += c, o1 += c, o2 += c, o3 += c) {
+                    const float *restrict e0 = si + (2L * x) * c, *restrict e1 = e0 + c;
+                    const float *restrict e2 = e0 + 2L * c, *restrict e3 = e0 + 3L * c;
+                    for (int k = 0; k < c; k++) {
+                        o0[k] = e0[k] - e2[k];
+                        o1[k] = e1[k] + e2[k];
+                        o2[k] = e2[k] - e1[k];
+                        o3[k] = e1[k] - e3[k];
+                    }
+                }
+            }
+        }
+        free(s);
+        free(nrm);
+    }
+}
+
+/* A^T m A of the products m ([q][f][t][x][o], co channels) into the output frames at tile rows from ty0.
+ * frames[f] points at channel 0 of this block in pixel (0, 0) of output frame f; pixels are `stride`
+ * floats apart (the full channel count when this block is a slice of the channels). accumulate != 0
+ * adds into the output (a residual already there), else writes it. bias (co values) may be NULL. */
+void wf_output_transform(const float *m, int n, int nty, int nw, int co, float *const *frames, int h, int w,
+                         long stride, int ty0, const float *bias, int accumulate)
+{
+    const long plane = (long)n * nty * nw * co;
+    const int items = n * nty;
+#pragma omp parallel
+    {
+        float *s = scratch(8L * co); /* A^T along W: s[2i + v] for tile row i, output column v */
+        float *y = scratch((size_t)co);
+#pragma omp for schedule(static)
+        for (int it = 0; it < items; it++) {
+            const int f = it / nty, t = it % nty, ty = ty0 + t;
+            for (int x = 0; x < nw; x++) {
+                const float *mq = m + ((long)(f * nty + t) * nw + x) * co;
+                for (int i = 0; i < 4; i++) {
+                    const float *restrict m0 = mq + (4L * i) * plane, *restrict m1 = m0 + plane;
+                    const float *restrict m2 = m1 + plane, *restrict m3 = m2 + plane;
+                    float *restrict s0 = s + (2L * i) * co, *restrict s1 = s0 + co;
+                    for (int k = 0; k < co; k++) {
+                        s0[k] = m0[k] + m1[k] + m2[k];
+                        s1[k] = m1[k] - m2[k] - m3[k];
+                    }
+                }
+                for (int u = 0; u < 2; u++) {
+                    const int yy = 2 * ty + u;
+                    if (yy >= h) continue;
+                    for (int vv = 0; vv < 2; vv++) {
+                        const int xx = 2 * x + vv;
+                        if (xx >= w) continue;
+                        const float *restrict a = s + (long)vv * co, *restrict b = a + 2L * co;
+                        const float *restrict c2 = a + 4L * co, *restrict c3 = a + 6L * co;
+                        float *restrict dst = frames[f] + ((long)yy * w + xx) * stride;
+                        if (u == 0)
+                            for (int k = 0; k < co; k++) y[k] = a[k] + b[k] + c2[k];
+                        else
+                            for (int k = 0; k < co; k++) y[k] = b[k] - c2[k] - c3[k];
+                        if (bias)
+                            for (int k = 0; k < co; k++) y[k] += bias[k];
+                        if (accumulate)
+                            for (int k = 0; k < co; k++) dst[k] += y[k];
+                        else
+                            memcpy(dst, y, co * sizeof(float));
+                    }
+                }
+            }
+        }
+        free(s);
+        free(y);
+    }
+}
