@@ -93,17 +93,17 @@ def test_out_must_have_dense_frames():
         winograd.conv3x3([x], torch.randn(4, 4, 3, 3), out=torch.zeros(1, 4, 2, 4, 4))  # NCDHW, not channels-last
 
 
-def test_slab_shapes_stay_within_budget(monkeypatch):
-    monkeypatch.setattr(winograd, "SLAB_BYTES", 2**20)
+def test_slab_shapes_and_channel_blocks_stay_within_budget():
+    budget = 2**20
     for t, kt, rows, cols, cin, cout in itertools.product((1, 9, 33), (1, 3), (4, 32), (4, 32), (8, 384), (8, 192)):
-        n, band = winograd.slab_shape(t, kt, rows, cols, cin, cout)
+        n, band = winograd.slab_shape(t, kt, rows, cols, cin, cout, budget)
         assert 1 <= n <= t and 1 <= band <= rows
         slots = n + kt - 1 if n > 1 or kt == 1 else kt
         used = 16 * band * cols * 4 * (slots * cin + n * cout)
-        assert used <= 2**20 or (band == 1 and n == 1), (t, kt, rows, cols, cin, cout, n, band)
-    monkeypatch.setattr(winograd, "FILTER_BYTES", 2**20)
-    assert winograd.channel_block(768, 768, 3) * 3 * 16 * 768 * 4 <= 2**20
-    assert winograd.channel_block(8, 8, 1) == 8
+        assert used <= budget or (band == 1 and n == 1), (t, kt, rows, cols, cin, cout, n, band)
+    assert winograd.channel_block(768, 768, 3, budget) * 3 * 16 * 768 * 4 <= budget
+    assert winograd.channel_block(8, 8, 1, budget) == 8
+    assert winograd.channel_block(10, 8, 1, 6 * 16 * 8 * 4) == 5  # room for 6: two blocks of 5, not 6 + 4
 
 
 @pytest.mark.parametrize("block", [ResnetBlock3D, ResnetBlock2D])

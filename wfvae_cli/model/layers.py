@@ -53,10 +53,13 @@ SLAB_ACTIVATION_BYTES = 8 * 2**20
 MIN_SLAB_FRAMES = 4
 
 
-def slab_frame_count(x: torch.Tensor, channels: int) -> int:
-    """Frames per slab for an activation like ``x`` with ``channels`` channels (see SLAB_ACTIVATION_BYTES)."""
+def slab_frame_count(x: torch.Tensor, channels: int, at_least_bytes: int = 0) -> int:
+    """Frames per slab for an activation like ``x`` with ``channels`` channels: SLAB_ACTIVATION_BYTES,
+    or ``at_least_bytes`` if more (a resnet block passes its conv weights' size: every slab transforms
+    the filters again, so a slab should hold at least as much activation as there are weights)."""
     frame_bytes = channels * x.shape[3] * x.shape[4] * x.element_size() * x.shape[0]
-    return max(MIN_SLAB_FRAMES, SLAB_ACTIVATION_BYTES // max(1, frame_bytes))
+    budget = max(SLAB_ACTIVATION_BYTES, at_least_bytes)
+    return max(MIN_SLAB_FRAMES, budget // max(1, frame_bytes))
 
 
 def frame_slabs(n: int, per_slab: int) -> list[tuple[int, int]]:
@@ -274,7 +277,8 @@ class _ResnetBlock(nn.Module):
         """
         residual = self._residual(x, cache, reuse_input)
         stream = CausalCache() if cache is None else cache
-        for f0, f1 in frame_slabs(frames(x), slab_frame_count(x, self.out_channels)):
+        weight_bytes = max(getattr(c, "conv", c).weight.numel() for c in (self.conv1, self.conv2)) * x.element_size()
+        for f0, f1 in frame_slabs(frames(x), slab_frame_count(x, self.out_channels, weight_bytes)):
             h = self._conv(self.conv1, x[:, :, f0:f1], stream, self.norm1)
             self._conv(self.conv2, h, stream, self.norm2, out=residual[:, :, f0:f1])
             del h

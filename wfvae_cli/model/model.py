@@ -59,7 +59,7 @@ class WFVAE(nn.Module):
             self._check_latent(latent)
             return self.decoder(latent)[0]
         with StreamDecoder(self, chunk_frames) as dec:
-            return torch.cat([dec.push(latent), dec.flush()], dim=2)
+            return dec.push(latent, final=True)
 
     def set_conv_algorithm(self, algorithm: str) -> WFVAE:
         """How float32 CPU inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd

@@ -182,8 +182,13 @@ class StreamDecoder(_Session):
         self.frames_in = 0
         self._ref: torch.Tensor | None = None
 
-    def push(self, latents: torch.Tensor) -> torch.Tensor:
-        """Feed the next latent frames; returns the video frames that became final (possibly zero)."""
+    def push(self, latents: torch.Tensor, final: bool = False) -> torch.Tensor:
+        """Feed the next latent frames; returns the video frames that became final (possibly zero).
+
+        ``final=True`` says these are the stream's last frames: everything is returned now (the
+        temporal upsampler clamps at the end instead of waiting for look-ahead) and the session ends,
+        which saves the extra pass through the decoder that :meth:`flush` would make.
+        """
         self._check_open()
         z = self.model.config.latent_dim
         if latents.dim() != 5 or latents.shape[1] != z:
@@ -191,7 +196,12 @@ class StreamDecoder(_Session):
         pieces = self._pieces(latents, self.latent_step, self.frames_in)
         self.frames_in += latents.shape[2]
         self._ref = latents[:, :, :0]
-        outs = [self.model.decoder(p, self.cache)[0] for p in pieces]
+        outs = []
+        for i, piece in enumerate(pieces):
+            self.cache.final = final and i == len(pieces) - 1
+            outs.append(self.model.decoder(piece, self.cache)[0])
+        if final:
+            self.close()
         return torch.cat(outs, dim=2)
 
     def flush(self) -> torch.Tensor:

@@ -32,10 +32,15 @@ import torch
 from wfvae_cli.model import native
 
 #: budget for one slab's transformed input and products (besides the layer's input, output and
-#: transformed filters): large enough for efficient products, small enough to stay near the caches
+#: transformed filters): large enough for efficient products, small enough to stay near the caches;
+#: layers with a larger input may use SLAB_SHARE of its size
 SLAB_BYTES = 16 * 2**20
-#: budget for the transformed filters made at once (16/9 of the weights of that many output channels)
+SLAB_SHARE = 1.0
+#: budget for the transformed filters made at once (16/9 of the weights of that many output channels),
+#: or FILTER_SHARE of the layer's input size if more: fewer blocks of output channels, each of which
+#: transforms the input again when the layer takes several slabs
 FILTER_BYTES = 16 * 2**20
+FILTER_SHARE = 1.0
 #: ``norm`` argument of :func:`conv3x3`: (weight, bias, eps) of a LayerNorm over channels
 Norm = tuple[torch.Tensor, torch.Tensor, float]
 
@@ -45,15 +50,17 @@ def available() -> bool:
     return native.library() is not None
 
 
-def channel_block(c_out: int, c_in: int, kt: int) -> int:
-    """Output channels whose transformed filters fit in ``FILTER_BYTES`` (blocks of equal size)."""
+def channel_block(c_out: int, c_in: int, kt: int, budget: int) -> int:
+    """Output channels whose transformed filters fit in ``budget`` bytes (blocks of equal size)."""
     per_channel = kt * 16 * c_in * 4
-    fit = max(1, FILTER_BYTES // per_channel)
+    fit = max(1, budget // per_channel)
     return -(-c_out // -(-c_out // fit))
 
 
-def slab_shape(frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int) -> tuple[int, int]:
-    """(output frames, tile rows) per step of a layer, within ``SLAB_BYTES``.
+def slab_shape(
+    frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int, budget: int
+) -> tuple[int, int]:
+    """(output frames, tile rows) per step of a layer, within ``budget`` bytes.
 
     As many whole frames as fit (a temporal conv holds kt - 1 more input frames than it makes output
     frames); when not even one does, bands of tile rows. Steps are equal-sized, so no small remainder
@@ -61,11 +68,11 @@ def slab_shape(frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: i
     """
     row_bytes = 16 * tile_cols * 4  # per (frame, tile row), times channels
     per_frame = tile_rows * row_bytes
-    n = (SLAB_BYTES // per_frame - (kt - 1) * c_in) // (c_in + c_out)
+    n = (budget // per_frame - (kt - 1) * c_in) // (c_in + c_out)
     if n >= 1:
         n = min(n, frames_out)
         return -(-frames_out // -(-frames_out // n)), tile_rows
-    band = min(tile_rows, max(1, SLAB_BYTES // (row_bytes * (kt * c_in + c_out))))
+    band = min(tile_rows, max(1, budget // (row_bytes * (kt * c_in + c_out))))
     return 1, -(-tile_rows // -(-tile_rows // band))
 
 
@@ -128,8 +135,9 @@ def conv3x3(
         accumulate = 1
     weight = weight.detach().contiguous()
     nh, nw = -(-h // 2), -(-w // 2)
-    cb = channel_block(c_out, c, kt)
-    n, band = slab_shape(t, kt, nh, nw, c, cb)
+    input_bytes = b * c * (t + kt - 1) * h * w * 4
+    cb = channel_block(c_out, c, kt, max(FILTER_BYTES, int(FILTER_SHARE * input_bytes)))
+    n, band = slab_shape(t, kt, nh, nw, c, cb, max(SLAB_BYTES, int(SLAB_SHARE * input_bytes)))
     slots = n + kt - 1 if n > 1 or kt == 1 else kt  # a window of frames, or a ring for one frame per step
     v_buf = parts[0].new_empty((16, slots * band * nw * c))
     m_buf = parts[0].new_empty(16 * n * band * nw * cb)
