@@ -41,9 +41,10 @@ CASES = [  # b, cin, cout, t, h, w, kt, bias
     (1, 3, 5, 2, 1, 1, 3, True),  # a 1x1 image
     (2, 5, 7, 6, 9, 5, 1, True),
 ]
-#: (SLAB_BYTES, FILTER_BYTES): defaults; bands of one tile row and one output frame per step (ring);
-#: one output channel per filter block (the transforms recomputed for every block)
-BUDGETS = [(16 * 2**20, 16 * 2**20), (4000, 16 * 2**20), (1, 1)]
+#: (SLAB_BYTES, FILTER_BYTES, WHOLE_LAYER_BYTES): defaults (small cases: the whole layer at once); windows
+#: of frames; bands of tile rows with one input frame per step (products ring); one output channel per
+#: filter block (the transforms recomputed for every block)
+BUDGETS = [(16 * 2**20, 16 * 2**20, 32 * 2**20), (20000, 16 * 2**20, 0), (4000, 16 * 2**20, 0), (1, 1, 0)]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -52,6 +53,9 @@ def test_conv3x3_matches_float64_direct_convolution(case, budget, monkeypatch):
     b, cin, cout, t, h, w, kt, bias = case
     monkeypatch.setattr(winograd, "SLAB_BYTES", budget[0])
     monkeypatch.setattr(winograd, "FILTER_BYTES", budget[1])
+    monkeypatch.setattr(winograd, "WHOLE_LAYER_BYTES", budget[2])
+    monkeypatch.setattr(winograd, "SLAB_SHARE", 0.0)
+    monkeypatch.setattr(winograd, "FILTER_SHARE", 0.0)
     torch.manual_seed(0)
     x = torch.randn(b, cin, t, h, w)
     weight = torch.randn(cout, cin, kt, 3, 3) / (cin * 9 * kt) ** 0.5
@@ -93,14 +97,14 @@ def test_out_must_have_dense_frames():
         winograd.conv3x3([x], torch.randn(4, 4, 3, 3), out=torch.zeros(1, 4, 2, 4, 4))  # NCDHW, not channels-last
 
 
-def test_slab_shapes_and_channel_blocks_stay_within_budget():
+def test_plans_and_channel_blocks_stay_within_budget():
     budget = 2**20
-    for t, kt, rows, cols, cin, cout in itertools.product((1, 9, 33), (1, 3), (4, 32), (4, 32), (8, 384), (8, 192)):
-        n, band = winograd.slab_shape(t, kt, rows, cols, cin, cout, budget)
-        assert 1 <= n <= t and 1 <= band <= rows
-        slots = n + kt - 1 if n > 1 or kt == 1 else kt
-        used = 16 * band * cols * 4 * (slots * cin + n * cout)
-        assert used <= budget or (band == 1 and n == 1), (t, kt, rows, cols, cin, cout, n, band)
+    for t, kt, rows, cols, cin, cout in itertools.product((1, 2, 9, 33), (1, 3), (4, 32), (4, 32), (8, 384), (8, 192)):
+        plan = winograd.plan_layer(t, kt, rows, cols, cin, cout, budget)
+        assert 1 <= plan.frames <= t and 1 <= plan.band <= rows
+        assert plan.mode == "window" or (kt > 1 and plan.frames == 1)
+        used = 4 * sum(plan.buffers(kt, cols, cin, cout))
+        assert used <= budget or plan.band == 1, (t, kt, rows, cols, cin, cout, plan)
     assert winograd.channel_block(768, 768, 3, budget) * 3 * 16 * 768 * 4 <= budget
     assert winograd.channel_block(8, 8, 1, budget) == 8
     assert winograd.channel_block(10, 8, 1, 6 * 16 * 8 * 4) == 5  # room for 6: two blocks of 5, not 6 + 4

@@ -47,19 +47,19 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
 
 
 #: the activation held for a slab of frames inside a block (conv1's output in a resnet block, the
-#: padded input window of a strided conv); at least MIN_SLAB_FRAMES frames where the video has them, so
-#: that a causal conv re-reads its two held frames for every few new ones, not for each
+#: padded input window of a strided conv); a temporal block takes at least MIN_SLAB_FRAMES frames where
+#: the video has them, so that a causal conv re-reads its two held frames for every few new ones
 SLAB_ACTIVATION_BYTES = 8 * 2**20
 MIN_SLAB_FRAMES = 4
 
 
-def slab_frame_count(x: torch.Tensor, channels: int, at_least_bytes: int = 0) -> int:
+def slab_frame_count(x: torch.Tensor, channels: int, at_least_bytes: int = 0, min_frames: int = 1) -> int:
     """Frames per slab for an activation like ``x`` with ``channels`` channels: SLAB_ACTIVATION_BYTES,
-    or ``at_least_bytes`` if more (a resnet block passes its conv weights' size: every slab transforms
-    the filters again, so a slab should hold at least as much activation as there are weights)."""
+    or ``at_least_bytes`` if more (a resnet block passes half its conv weights' size: every slab
+    transforms the filters again, which should stay small beside the slab's work)."""
     frame_bytes = channels * x.shape[3] * x.shape[4] * x.element_size() * x.shape[0]
     budget = max(SLAB_ACTIVATION_BYTES, at_least_bytes)
-    return max(MIN_SLAB_FRAMES, budget // max(1, frame_bytes))
+    return max(min_frames, budget // max(1, frame_bytes))
 
 
 def frame_slabs(n: int, per_slab: int) -> list[tuple[int, int]]:
@@ -278,7 +278,9 @@ class _ResnetBlock(nn.Module):
         residual = self._residual(x, cache, reuse_input)
         stream = CausalCache() if cache is None else cache
         weight_bytes = max(getattr(c, "conv", c).weight.numel() for c in (self.conv1, self.conv2)) * x.element_size()
-        for f0, f1 in frame_slabs(frames(x), slab_frame_count(x, self.out_channels, weight_bytes)):
+        temporal = isinstance(self.conv1, CausalConv3d)
+        per_slab = slab_frame_count(x, self.out_channels, weight_bytes // 2, MIN_SLAB_FRAMES if temporal else 1)
+        for f0, f1 in frame_slabs(frames(x), per_slab):
             h = self._conv(self.conv1, x[:, :, f0:f1], stream, self.norm1)
             self._conv(self.conv2, h, stream, self.norm2, out=residual[:, :, f0:f1])
             del h
@@ -394,7 +396,7 @@ class Spatial2xTime2x3DDownsample(nn.Module):
             picked = frame_range(parts, st * j0, st * (j1 - 1) + kt)
             return conv.conv(channels_last(F.pad(torch.cat(picked, dim=2), (0, 1, 0, 1))))
 
-        return _in_slabs(n_out, max(1, slab_frame_count(x, x.shape[1]) // st), window)
+        return _in_slabs(n_out, max(1, slab_frame_count(x, x.shape[1], min_frames=MIN_SLAB_FRAMES) // st), window)
 
 
 class Upsample(nn.Module):

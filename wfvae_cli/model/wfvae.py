@@ -91,17 +91,18 @@ class Encoder(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: CausalCache | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        # stage inputs are handed over as lists (see Sequential), so each is freed once its stage has read it
+        # stage inputs are handed over as lists (see Sequential), so each is freed once its stage has
+        # read it; the flow branches are projected only when their stage needs them
         coeffs = [self.wavelet_transform_in(x, cache)]  # (B, 24, T1, H/2, W/2)
         l1_coeffs = self.wavelet_transform_l1(coeffs[0][:, :3], cache)  # Haar of the LLL band
         l2_coeffs = self.wavelet_transform_l2(l1_coeffs[:, :3], cache)  # 3D Haar of its LL band
-        l1 = self.connect_l1(l1_coeffs, cache)
-        l2 = self.connect_l2(l2_coeffs, cache)
 
-        h, l1 = align((self, "l1"), self.down1(coeffs, cache), l1, cache)
+        h = self.down1(coeffs, cache)
+        h, l1 = align((self, "l1"), h, self.connect_l1(l1_coeffs, cache), cache)
         stage_in = [h, l1]  # backbone channels first, flow channels last
         del h, l1
-        h, l2 = align((self, "l2"), self.down2(stage_in, cache), l2, cache)
+        h = self.down2(stage_in, cache)
+        h, l2 = align((self, "l2"), h, self.connect_l2(l2_coeffs, cache), cache)
         stage_in = [h, l2]
         del h, l2
         h = self.mid(stage_in, cache)

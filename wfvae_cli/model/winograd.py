@@ -27,6 +27,8 @@ Inference only: the kernels have no backward.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from wfvae_cli.model import native
@@ -36,6 +38,9 @@ from wfvae_cli.model import native
 #: layers with a larger input may use SLAB_SHARE of its size
 SLAB_BYTES = 16 * 2**20
 SLAB_SHARE = 1.0
+#: a layer whose transforms and products fit in this much is computed in one step (the input
+#: transformed once, for every block of output channels)
+WHOLE_LAYER_BYTES = 0
 #: budget for the transformed filters made at once (16/9 of the weights of that many output channels),
 #: or FILTER_SHARE of the layer's input size if more: fewer blocks of output channels, each of which
 #: transforms the input again when the layer takes several slabs
@@ -57,23 +62,47 @@ def channel_block(c_out: int, c_in: int, kt: int, budget: int) -> int:
     return -(-c_out // -(-c_out // fit))
 
 
-def slab_shape(
-    frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int, budget: int
-) -> tuple[int, int]:
-    """(output frames, tile rows) per step of a layer, within ``budget`` bytes.
+@dataclass(frozen=True)
+class Plan:
+    """How a layer's frames go through the transforms and products (see :func:`plan_layer`).
 
-    As many whole frames as fit (a temporal conv holds kt - 1 more input frames than it makes output
-    frames); when not even one does, bands of tile rows. Steps are equal-sized, so no small remainder
-    runs a poor product.
+    ``window``: ``frames`` output frames per step, the transforms of their ``frames + kt - 1`` input
+    frames held at once (the last kt - 1 carried to the next step), one product per tap over all of
+    them. ``accumulate`` (temporal convs whose window would not fit): one input frame transformed at a
+    time, its products added into the kt output frames it contributes to, held in a ring. Either way
+    a frame may be cut into bands of ``band`` tile rows.
+    """
+
+    mode: str
+    frames: int
+    band: int
+
+    def buffers(self, kt: int, tile_cols: int, c_in: int, c_out: int) -> tuple[int, int]:
+        """Elements of (transformed input, products) this plan holds."""
+        row = 16 * self.band * tile_cols
+        if self.mode == "window":
+            return row * (self.frames + kt - 1) * c_in, row * self.frames * c_out
+        return row * c_in, row * kt * c_out
+
+
+def plan_layer(frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int, budget: int) -> Plan:
+    """The plan with the largest products whose buffers fit in ``budget`` bytes.
+
+    Whole frames as long as they fit (several per step if possible); steps are equal-sized, so no
+    small remainder runs a poor product. A temporal conv prefers holding products over holding input
+    transforms when it can only take one frame per step: with blocks of output channels the products
+    are the smaller of the two.
     """
     row_bytes = 16 * tile_cols * 4  # per (frame, tile row), times channels
-    per_frame = tile_rows * row_bytes
-    n = (budget // per_frame - (kt - 1) * c_in) // (c_in + c_out)
-    if n >= 1:
+    frame_bytes = tile_rows * row_bytes
+    n = (budget // frame_bytes - (kt - 1) * c_in) // (c_in + c_out)
+    if n >= (2 if kt > 1 and frames_out > 1 else 1):
         n = min(n, frames_out)
-        return -(-frames_out // -(-frames_out // n)), tile_rows
-    band = min(tile_rows, max(1, budget // (row_bytes * (kt * c_in + c_out))))
-    return 1, -(-tile_rows // -(-tile_rows // band))
+        return Plan("window", -(-frames_out // -(-frames_out // n)), tile_rows)
+    mode = "accumulate" if kt > 1 else "window"
+    per_row = row_bytes * ((c_in + kt * c_out) if kt > 1 else (c_in + c_out))
+    band = min(tile_rows, max(1, budget // per_row))
+    return Plan(mode, 1, -(-tile_rows // -(-tile_rows // band)))
 
 
 def dense_frames(x: torch.Tensor) -> torch.Tensor:
@@ -137,14 +166,16 @@ def conv3x3(
     nh, nw = -(-h // 2), -(-w // 2)
     input_bytes = b * c * (t + kt - 1) * h * w * 4
     cb = channel_block(c_out, c, kt, max(FILTER_BYTES, int(FILTER_SHARE * input_bytes)))
-    n, band = slab_shape(t, kt, nh, nw, c, cb, max(SLAB_BYTES, int(SLAB_SHARE * input_bytes)))
-    slots = n + kt - 1 if n > 1 or kt == 1 else kt  # a window of frames, or a ring for one frame per step
-    v_buf = parts[0].new_empty((16, slots * band * nw * c))
-    m_buf = parts[0].new_empty(16 * n * band * nw * cb)
+    whole = Plan("window", t, nh)
+    whole_bytes = 4 * sum(whole.buffers(kt, nw, c, cb))
+    budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes), whole_bytes if whole_bytes <= WHOLE_LAYER_BYTES else 0)
+    plan = plan_layer(t, kt, nh, nw, c, cb, budget)
+    v_size, m_size = plan.buffers(kt, nw, c, cb)
+    v_buf, m_buf = parts[0].new_empty(v_size), parts[0].new_empty(m_size)
     u_buf = parts[0].new_empty(kt * 16 * cb * c)
     norm_args = (None, None, 0.0) if norm is None else (norm[0].data_ptr(), norm[1].data_ptr(), norm[2])
-    # one window holds the transforms of the whole layer: make them once, for every block of channels
-    transform_once = b == 1 and n >= t and band >= nh
+    # the whole layer in one window: transform the input once, for every block of output channels
+    transform_once = b == 1 and plan.frames >= t and plan.band >= nh
     for o0 in range(0, c_out, cb):
         co = min(cb, c_out - o0)
         u = u_buf[: kt * 16 * co * c].view(kt, 16, co, c)
@@ -154,60 +185,77 @@ def conv3x3(
         for bi in range(b):
             src = _frame_pointers(parts, bi)
             dst = _frame_pointers([out], bi, offset=o0 * out.stride(1))
-            for t0 in range(0, nh, band):
-                nb = min(band, nh - t0)
-                rows = nb * nw  # tiles per frame in this band: the products' rows per frame
-                v = v_buf[:, : slots * rows * c].view(16, slots, rows, c)
-                step = _Band(lib, src, dst, v, (h, w, c, co, out.stride(4)), (t0, nb), norm_args, bias_ptr, accumulate,
+            for t0 in range(0, nh, plan.band):
+                nb = min(plan.band, nh - t0)
+                step = _Band(lib, src, dst, (h, w, c, co, out.stride(4)), (t0, nb), norm_args, bias_ptr, accumulate,
                              skip_transforms=transform_once and o0 > 0)
-                if kt > 1 and n == 1:  # ring: input frame fi lives in slot fi % kt
-                    m = m_buf[: 16 * rows * co].view(16, rows, co)
-                    for fi in range(t + kt - 1):
-                        step.transform(fi, 1, fi % kt)
-                        f = fi - kt + 1  # output frame f reads input frames f .. f + kt - 1
-                        if f >= 0:
-                            for k in range(kt):
-                                vk = v[:, (f + k) % kt]
-                                torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
-                            step.emit(f, 1, m)
-                    continue
-                for f0 in range(0, t, n):  # window: slots hold input frames f0 .. f0 + nf + kt - 2
-                    nf = min(n, t - f0)
-                    if f0 == 0:
-                        step.transform(0, nf + kt - 1, 0)
-                    else:
-                        v[:, : kt - 1].copy_(v[:, n : n + kt - 1])  # the frames this step shares with the last
-                        step.transform(f0 + kt - 1, nf, kt - 1)
-                    m = m_buf[: 16 * nf * rows * co].view(16, nf * rows, co)
-                    for k in range(kt):
-                        vk = v[:, k : k + nf].reshape(16, nf * rows, c)
-                        torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
-                    step.emit(f0, nf, m)
+                if plan.mode == "window":
+                    _window_steps(step, plan.frames, t, kt, v_buf, m_buf, u_t)
+                else:
+                    _accumulate_steps(step, t, kt, v_buf, m_buf, u_t)
     return out
+
+
+def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, m_buf: torch.Tensor, u_t: torch.Tensor) -> None:
+    """Output frames n at a time; the window holds the transforms of input frames f0 .. f0 + n + kt - 2."""
+    rows, c, co = step.rows, step.c, step.co
+    v = v_buf[: 16 * (n + kt - 1) * rows * c].view(16, n + kt - 1, rows, c)
+    for f0 in range(0, t, n):
+        nf = min(n, t - f0)
+        if f0 == 0:
+            step.transform(0, nf + kt - 1, v[:, 0])
+        else:
+            v[:, : kt - 1].copy_(v[:, n : n + kt - 1])  # the input frames this step shares with the last
+            step.transform(f0 + kt - 1, nf, v[:, kt - 1])
+        m = m_buf[: 16 * nf * rows * co].view(16, nf * rows, co)
+        for k in range(kt):
+            vk = v[:, k : k + nf].reshape(16, nf * rows, c)
+            torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
+        step.emit(f0, nf, m)
+
+
+def _accumulate_steps(step: _Band, t: int, kt: int, v_buf: torch.Tensor, m_buf: torch.Tensor, u_t: torch.Tensor) -> None:
+    """One input frame at a time: input frame j (causally padded numbering) adds its products with tap k
+    into output frame j - k, held in ring slot (j - k) % kt; output frame j - kt + 1 is then complete."""
+    rows, c, co = step.rows, step.c, step.co
+    v = v_buf[: 16 * rows * c].view(16, rows, c)
+    ring = m_buf[: kt * 16 * rows * co].view(kt, 16, rows, co)
+    for j in range(t + kt - 1):
+        step.transform(j, 1, v)
+        for k in range(kt):
+            f = j - k
+            if 0 <= f < t:
+                m = ring[f % kt]
+                torch.bmm(v, u_t[k], out=m) if k == 0 else m.baddbmm_(v, u_t[k])
+        if j >= kt - 1:
+            step.emit(j - kt + 1, 1, ring[(j - kt + 1) % kt])
 
 
 class _Band:
     """The kernel calls for one band of tile rows (of one batch element and block of output channels)."""
 
-    def __init__(self, lib, src, dst, v, sizes, band, norm_args, bias_ptr, accumulate: int, skip_transforms: bool) -> None:
-        self.lib, self.src, self.dst, self.v = lib, src, dst, v
+    def __init__(self, lib, src, dst, sizes, band, norm_args, bias_ptr, accumulate: int, skip_transforms: bool) -> None:
+        self.lib, self.src, self.dst = lib, src, dst
         self.h, self.w, self.c, self.co, self.out_stride = sizes
         self.t0, self.nb = band
+        self.nw = -(-self.w // 2)
+        self.rows = self.nb * self.nw  # tiles per frame in this band: the products' rows per frame
         self.norm_args, self.bias_ptr, self.accumulate = norm_args, bias_ptr, accumulate
         self.skip_transforms = skip_transforms
 
-    def transform(self, f_in: int, count: int, slot: int) -> None:
-        """Input frames [f_in, f_in + count) into slots [slot, slot + count) of the window."""
+    def transform(self, f_in: int, count: int, v: torch.Tensor) -> None:
+        """Input frames [f_in, f_in + count) into ``v`` (16 positions x count frames from ``v``'s start;
+        ``v.stride(0)`` apart)."""
         if self.skip_transforms:  # already there, from the first block of channels
             return
         self.lib.wf_input_transform(
             self.src[f_in:].data_ptr(), count, self.h, self.w, self.c, self.t0, self.t0 + self.nb, *self.norm_args,
-            self.v[:, slot].data_ptr(), self.v.stride(0),
+            v.data_ptr(), v.stride(0),
         )
 
     def emit(self, f0: int, count: int, m: torch.Tensor) -> None:
-        """Output frames [f0, f0 + count) from their products ``m``."""
+        """Output frames [f0, f0 + count) from their products ``m`` (16, count * rows, co), contiguous."""
         self.lib.wf_output_transform(
-            m.data_ptr(), count, self.nb, -(-self.w // 2), self.co, self.dst[f0:].data_ptr(), self.h, self.w,
+            m.data_ptr(), count, self.nb, self.nw, self.co, self.dst[f0:].data_ptr(), self.h, self.w,
             self.out_stride, self.t0, self.bias_ptr, self.accumulate,
         )
