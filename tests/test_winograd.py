@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from wfvae_cli import load_model
-from wfvae_cli.model import WFVAE, native, winograd
+from wfvae_cli.model import WFVAE, native, products, winograd
 from wfvae_cli.model.layers import CausalConv3d, ResnetBlock2D, ResnetBlock3D, _use_winograd
 
 from .conftest import GOLDEN, tiny_config, tiny_model
@@ -49,8 +49,10 @@ BUDGETS = [(16 * 2**20, 16 * 2**20, 32 * 2**20), (20000, 16 * 2**20, 0), (4000, 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("budget", BUDGETS)
-def test_conv3x3_matches_float64_direct_convolution(case, budget, monkeypatch):
+@pytest.mark.parametrize("backend", products.BACKENDS)
+def test_conv3x3_matches_float64_direct_convolution(case, budget, backend, monkeypatch):
     b, cin, cout, t, h, w, kt, bias = case
+    monkeypatch.setattr(products, "backend", lambda: backend)
     monkeypatch.setattr(winograd, "SLAB_BYTES", budget[0])
     monkeypatch.setattr(winograd, "FILTER_BYTES", budget[1])
     monkeypatch.setattr(winograd, "WHOLE_LAYER_BYTES", budget[2])
@@ -151,6 +153,32 @@ def test_auto_policy():
     assert not _use_winograd(big, x, 11)  # gradients on: training always runs direct
 
 
+def test_products_backend_is_measured_or_forced(monkeypatch):
+    products.backend.cache_clear()
+    try:
+        assert products.backend() in (*products.BACKENDS, None)
+        for name in products.BACKENDS:
+            monkeypatch.setenv("WFVAE_WINOGRAD_PRODUCTS", name)
+            products.backend.cache_clear()
+            assert products.backend() == name
+        monkeypatch.delenv("WFVAE_WINOGRAD_PRODUCTS")
+        products.backend.cache_clear()
+        monkeypatch.setattr(products, "_time_direct", lambda: 0.0)  # a machine where direct is fastest
+        assert products.backend() is None
+    finally:
+        products.backend.cache_clear()
+
+
+def test_auto_runs_direct_where_winograd_does_not_pay(monkeypatch):
+    conv = CausalConv3d(64, 64, 3, padding=1).conv
+    x = torch.zeros(1, 64, 5, 8, 8)
+    monkeypatch.setattr(products, "backend", lambda: None)
+    with torch.no_grad():
+        assert not _use_winograd(conv, x, 7)
+        conv.algorithm = "winograd"  # forced: still runs (and is still exact)
+        assert _use_winograd(conv, x, 7)
+
+
 def test_without_the_kernels_the_model_runs_direct(monkeypatch):
     model = tiny_model()
     video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
@@ -190,7 +218,9 @@ def test_set_conv_algorithm_validates():
 
 
 @torch.no_grad()
-def test_golden_parity_with_and_without_winograd():
+@pytest.mark.parametrize("backend", products.BACKENDS)
+def test_golden_parity_with_and_without_winograd(backend, monkeypatch):
+    monkeypatch.setattr(products, "backend", lambda: backend)
     for algorithm in ("winograd", "direct"):
         model = load_model(GOLDEN).set_conv_algorithm(algorithm)
         video = load_file(str(GOLDEN / "input.safetensors"))["video"]
@@ -204,7 +234,9 @@ def test_golden_parity_with_and_without_winograd():
 
 
 @torch.no_grad()
-def test_streaming_stays_exact_with_winograd():
+@pytest.mark.parametrize("backend", products.BACKENDS)
+def test_streaming_stays_exact_with_winograd(backend, monkeypatch):
+    monkeypatch.setattr(products, "backend", lambda: backend)
     model = tiny_model().set_conv_algorithm("winograd")
     torch.manual_seed(3)
     video = torch.rand(1, 3, 17, 32, 32) * 2 - 1

@@ -18,9 +18,10 @@ from wfvae_cli.model import winograd
 from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frame_range, frames
 
 #: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(2x2,3x3) when the
-#: compiled kernels are available, else direct), "direct" (the framework's convolution, the official
-#: code's algorithm) or "winograd" (Winograd, an error if the kernels cannot be built). Set per model
-#: with ``WFVAE.set_conv_algorithm``; training and other devices/dtypes always run direct.
+#: compiled kernels are available and measured faster here, else direct), "direct" (the framework's
+#: convolution, the official code's algorithm) or "winograd" (Winograd, an error if the kernels cannot
+#: be built). Set per model with ``WFVAE.set_conv_algorithm``; training and other devices/dtypes always
+#: run direct.
 CONV_ALGORITHMS = ("auto", "direct", "winograd")
 
 
@@ -36,14 +37,14 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
         return False
     if x.device.type != "cpu" or x.dtype != torch.float32:
         return False
-    if winograd.available():
-        return True
-    if algorithm == "winograd":
+    if algorithm == "auto":
+        return winograd.worthwhile()
+    if not winograd.available():
         raise RuntimeError(
             "conv algorithm 'winograd' needs the compiled kernels, which could not be built here (no C "
             "compiler: set CC, see docs/performance.md); use 'auto' or 'direct'"
         )
-    return False
+    return True
 
 
 #: the activation held for a slab of frames inside a block (conv1's output in a resnet block, the

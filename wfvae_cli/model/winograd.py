@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wfvae_cli.model import native
+from wfvae_cli.model import native, products
 
 #: budget for one slab's transformed input and products (besides the layer's input, output and
 #: transformed filters): large enough for efficient products, small enough to stay near the caches;
@@ -53,6 +53,11 @@ Norm = tuple[torch.Tensor, torch.Tensor, float]
 def available() -> bool:
     """Whether the compiled kernels can run here (see :func:`wfvae_cli.model.native.library`)."""
     return native.library() is not None
+
+
+def worthwhile() -> bool:
+    """Whether Winograd beats the direct convolution on this machine (see :func:`products.backend`)."""
+    return available() and products.backend() is not None
 
 
 def channel_block(c_out: int, c_in: int, kt: int, budget: int) -> int:
@@ -85,22 +90,24 @@ class Plan:
         return row * c_in, row * kt * c_out
 
 
-def plan_layer(frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int, budget: int) -> Plan:
+def plan_layer(
+    frames_out: int, kt: int, tile_rows: int, tile_cols: int, c_in: int, c_out: int, budget: int, accumulate: bool = True
+) -> Plan:
     """The plan with the largest products whose buffers fit in ``budget`` bytes.
 
     Whole frames as long as they fit (several per step if possible); steps are equal-sized, so no
     small remainder runs a poor product. A temporal conv prefers holding products over holding input
-    transforms when it can only take one frame per step: with blocks of output channels the products
-    are the smaller of the two.
+    transforms when it can only take one frame per step (with blocks of output channels the products
+    are the smaller of the two), if the products backend can ``accumulate`` taps.
     """
     row_bytes = 16 * tile_cols * 4  # per (frame, tile row), times channels
     frame_bytes = tile_rows * row_bytes
     n = (budget // frame_bytes - (kt - 1) * c_in) // (c_in + c_out)
-    if n >= (2 if kt > 1 and frames_out > 1 else 1):
+    if n >= (2 if kt > 1 and frames_out > 1 and accumulate else 1):
         n = min(n, frames_out)
         return Plan("window", -(-frames_out // -(-frames_out // n)), tile_rows)
-    mode = "accumulate" if kt > 1 else "window"
-    per_row = row_bytes * ((c_in + kt * c_out) if kt > 1 else (c_in + c_out))
+    mode = "accumulate" if kt > 1 and accumulate else "window"
+    per_row = row_bytes * ((c_in + kt * c_out) if mode == "accumulate" else (kt * c_in + c_out))
     band = min(tile_rows, max(1, budget // per_row))
     return Plan(mode, 1, -(-tile_rows // -(-tile_rows // band)))
 
@@ -169,7 +176,8 @@ def conv3x3(
     whole = Plan("window", t, nh)
     whole_bytes = 4 * sum(whole.buffers(kt, nw, c, cb))
     budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes), whole_bytes if whole_bytes <= WHOLE_LAYER_BYTES else 0)
-    plan = plan_layer(t, kt, nh, nw, c, cb, budget)
+    backend = products.backend() or "bmm"  # (forced Winograd where it does not pay: still correct)
+    plan = plan_layer(t, kt, nh, nw, c, cb, budget, accumulate=backend == "bmm")
     v_size, m_size = plan.buffers(kt, nw, c, cb)
     v_buf, m_buf = parts[0].new_empty(v_size), parts[0].new_empty(m_size)
     u_buf = parts[0].new_empty(kt * 16 * cb * c)
@@ -180,7 +188,7 @@ def conv3x3(
         co = min(cb, c_out - o0)
         u = u_buf[: kt * 16 * co * c].view(kt, 16, co, c)
         lib.wf_filter_transform(weight[o0 : o0 + co].data_ptr(), co, c, kt, u.data_ptr())
-        u_t = u.transpose(2, 3)  # (kt, 16, Cin, co): the products' right-hand sides
+        block = products.make(backend, u, m_buf)
         bias_ptr = None if bias is None else bias[o0:].data_ptr()
         for bi in range(b):
             src = _frame_pointers(parts, bi)
@@ -190,16 +198,15 @@ def conv3x3(
                 step = _Band(lib, src, dst, (h, w, c, co, out.stride(4)), (t0, nb), norm_args, bias_ptr, accumulate,
                              skip_transforms=transform_once and o0 > 0)
                 if plan.mode == "window":
-                    _window_steps(step, plan.frames, t, kt, v_buf, m_buf, u_t)
+                    _window_steps(step, plan.frames, t, kt, v_buf, block)
                 else:
-                    _accumulate_steps(step, t, kt, v_buf, m_buf, u_t)
+                    _accumulate_steps(step, t, kt, v_buf, m_buf, block)
     return out
 
 
-def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, m_buf: torch.Tensor, u_t: torch.Tensor) -> None:
+def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, block: products.Bmm | products.Conv) -> None:
     """Output frames n at a time; the window holds the transforms of input frames f0 .. f0 + n + kt - 2."""
-    rows, c, co = step.rows, step.c, step.co
-    v = v_buf[: 16 * (n + kt - 1) * rows * c].view(16, n + kt - 1, rows, c)
+    v = v_buf[: 16 * (n + kt - 1) * step.rows * step.c].view(16, n + kt - 1, step.rows, step.c)
     for f0 in range(0, t, n):
         nf = min(n, t - f0)
         if f0 == 0:
@@ -207,28 +214,22 @@ def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, m_b
         else:
             v[:, : kt - 1].copy_(v[:, n : n + kt - 1])  # the input frames this step shares with the last
             step.transform(f0 + kt - 1, nf, v[:, kt - 1])
-        m = m_buf[: 16 * nf * rows * co].view(16, nf * rows, co)
-        for k in range(kt):
-            vk = v[:, k : k + nf].reshape(16, nf * rows, c)
-            torch.bmm(vk, u_t[k], out=m) if k == 0 else m.baddbmm_(vk, u_t[k])
-        step.emit(f0, nf, m)
+        step.emit(f0, nf, block.window(v, nf))
 
 
-def _accumulate_steps(step: _Band, t: int, kt: int, v_buf: torch.Tensor, m_buf: torch.Tensor, u_t: torch.Tensor) -> None:
+def _accumulate_steps(step: _Band, t: int, kt: int, v_buf: torch.Tensor, m_buf: torch.Tensor, block: products.Bmm) -> None:
     """One input frame at a time: input frame j (causally padded numbering) adds its products with tap k
     into output frame j - k, held in ring slot (j - k) % kt; output frame j - kt + 1 is then complete."""
-    rows, c, co = step.rows, step.c, step.co
-    v = v_buf[: 16 * rows * c].view(16, rows, c)
-    ring = m_buf[: kt * 16 * rows * co].view(kt, 16, rows, co)
+    v = v_buf[: 16 * step.rows * step.c].view(16, step.rows, step.c)
+    ring = m_buf[: kt * 16 * step.rows * step.co].view(kt, 16, step.rows, step.co)
     for j in range(t + kt - 1):
         step.transform(j, 1, v)
         for k in range(kt):
-            f = j - k
-            if 0 <= f < t:
-                m = ring[f % kt]
-                torch.bmm(v, u_t[k], out=m) if k == 0 else m.baddbmm_(v, u_t[k])
+            if 0 <= j - k < t:
+                block.add_tap(v, k, ring[(j - k) % kt])
         if j >= kt - 1:
-            step.emit(j - kt + 1, 1, ring[(j - kt + 1) % kt])
+            done = ring[(j - kt + 1) % kt]
+            step.emit(j - kt + 1, 1, products.Planes(products.plane_pointers(list(done)), done))
 
 
 class _Band:
@@ -253,9 +254,9 @@ class _Band:
             v.data_ptr(), v.stride(0),
         )
 
-    def emit(self, f0: int, count: int, m: torch.Tensor) -> None:
-        """Output frames [f0, f0 + count) from their products ``m`` (16, count * rows, co), contiguous."""
+    def emit(self, f0: int, count: int, planes: products.Planes) -> None:
+        """Output frames [f0, f0 + count) from their products."""
         self.lib.wf_output_transform(
-            m.data_ptr(), count, self.nb, self.nw, self.co, self.dst[f0:].data_ptr(), self.h, self.w,
+            planes.pointers.data_ptr(), count, self.nb, self.nw, self.co, self.dst[f0:].data_ptr(), self.h, self.w,
             self.out_stride, self.t0, self.bias_ptr, self.accumulate,
         )

@@ -16,7 +16,7 @@
  *                     slice of a wider tensor): one frame of a channels-last (B, C, T, H, W) tensor
  *   V (transformed input):  [q][f][t][x][c]   f: frame, t: tile row of the band, x: tile column
  *   U (transformed filter): [k][q][o][c]      k: temporal tap; used as U[k][q]^T (C x Co) in the products
- *   M (products):           [q][f][t][x][o]
+ *   M (products):           [q][f][t][x][o]   (each position's plane anywhere: an array of 16 pointers)
  * Threads: OpenMP, sharing the runtime (and thread count) that PyTorch itself uses.
  */
 #include <math.h>
@@ -195,14 +195,14 @@ void wf_input_transform(const float *const *frames, int n, int h, int w, int c, 
     }
 }
 
-/* A^T m A of the products m ([q][f][t][x][o], co channels) into the output frames at tile rows from ty0.
- * frames[f] points at channel 0 of this block in pixel (0, 0) of output frame f; pixels are `stride`
- * floats apart (the full channel count when this block is a slice of the channels). accumulate != 0
- * adds into the output (a residual already there), else writes it. bias (co values) may be NULL. */
-void wf_output_transform(const float *m, int n, int nty, int nw, int co, float *const *frames, int h, int w,
-                         long stride, int ty0, const float *bias, int accumulate)
+/* A^T m A of the products into the output frames, tile rows from ty0. planes[q] points at the products
+ * of position q, laid out [f][t][x][o] (co channels). frames[f] points at channel 0 of this block in
+ * pixel (0, 0) of output frame f; pixels are `stride` floats apart (the full channel count when this
+ * block is a slice of the channels). accumulate != 0 adds into the output (a residual already there),
+ * else writes it. bias (co values) may be NULL. */
+void wf_output_transform(const float *const *planes, int n, int nty, int nw, int co, float *const *frames, int h,
+                         int w, long stride, int ty0, const float *bias, int accumulate)
 {
-    const long plane = (long)n * nty * nw * co;
     const int items = n * nty;
 #pragma omp parallel
     {
@@ -212,10 +212,10 @@ void wf_output_transform(const float *m, int n, int nty, int nw, int co, float *
         for (int it = 0; it < items; it++) {
             const int f = it / nty, t = it % nty, ty = ty0 + t;
             for (int x = 0; x < nw; x++) {
-                const float *mq = m + ((long)(f * nty + t) * nw + x) * co;
+                const long off = ((long)(f * nty + t) * nw + x) * co;
                 for (int i = 0; i < 4; i++) {
-                    const float *restrict m0 = mq + (4L * i) * plane, *restrict m1 = m0 + plane;
-                    const float *restrict m2 = m1 + plane, *restrict m3 = m2 + plane;
+                    const float *restrict m0 = planes[4 * i] + off, *restrict m1 = planes[4 * i + 1] + off;
+                    const float *restrict m2 = planes[4 * i + 2] + off, *restrict m3 = planes[4 * i + 3] + off;
                     float *restrict s0 = s + (2L * i) * co, *restrict s1 = s0 + co;
                     for (int k = 0; k < co; k++) {
                         s0[k] = m0[k] + m1[k] + m2[k];
