@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from wfvae_cli import load_model
 from wfvae_cli.model import DiagonalGaussian
 
-from .conftest import GOLDEN
+from .conftest import GOLDEN, tiny_model
 
 ATOL = 5e-5  # stricter than the 1e-4 bar (the fixture's suggested tolerance); measured errors are ~1e-6
 
@@ -80,3 +80,25 @@ def test_wrong_haar_constant_would_be_caught(golden):
     finally:
         model.reset_wavelet_constants()
     assert _maxdiff(model.encode(video).mean, exp["posterior_mean"]) < ATOL
+
+
+def test_inference_calls_record_autograd_only_when_a_gradient_can_be_wanted():
+    """encode/decode in eval mode build no graph (and hold no activations for one) even without
+    torch.no_grad(); with a grad-requiring input, or in training mode, gradients flow as usual."""
+    model = tiny_model()  # eval mode
+    video = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    assert torch.is_grad_enabled()
+    assert not model.encode(video).mean.requires_grad
+    assert not model.encode(video, chunk_frames=4).mean.requires_grad
+    latent = torch.randn(1, model.config.latent_dim, 3, 2, 2)
+    assert not model.decode(latent).requires_grad
+    with model.stream_decoder() as dec:
+        assert not dec.push(latent, final=True).requires_grad
+
+    wanted = latent.clone().requires_grad_(True)  # e.g. a pixel-space loss on generated latents
+    out = model.decode(wanted)
+    assert out.requires_grad
+    out.sum().backward()
+    assert wanted.grad is not None and wanted.grad.abs().sum() > 0
+    model.train()
+    assert model.encode(video).mean.requires_grad

@@ -75,6 +75,23 @@ def test_stream_equals_direct(model, length, kind):
     assert (streamed_dec - decoded).abs().max().item() < ATOL
 
 
+@pytest.mark.parametrize("length", [1, 5, 9, 17])
+@pytest.mark.parametrize("kind", ["ones", "primes", "whole"])
+@torch.no_grad()
+def test_final_push_equals_push_and_flush(model, length, kind):
+    """push(final=True) ends the stream in the same pass: no flush pass, the same frames."""
+    z = torch.randn(1, model.config.latent_dim, (length - 1) // 4 + 1, 2, 3, generator=torch.Generator().manual_seed(length))
+    decoded = model.decode(z)
+    sizes = _splits(z.shape[2], kind, random.Random(length))
+    with model.stream_decoder() as dec:
+        pieces, start = [], 0
+        for i, size in enumerate(sizes):
+            pieces.append(dec.push(z[:, :, start : start + size], final=i == len(sizes) - 1))
+            start += size
+        assert dec.closed
+    assert (torch.cat(pieces, dim=2) - decoded).abs().max().item() < ATOL
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 4, 7, 8, 16])
 @torch.no_grad()
 def test_chunk_frames_argument(model, chunk):

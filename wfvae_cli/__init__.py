@@ -13,18 +13,9 @@ start fast.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-
-# MKL (PyTorch's CPU GEMM) caches its packing buffers, ~20-30 MB for the products of the Winograd
-# convolutions, for the life of the process; without the cache it allocates them per product, at no
-# measurable cost here (docs/performance.md). MKL reads this once, when torch is imported, so it only
-# takes effect when wfvae_cli comes first (as in the ``wfvae`` command); set it to 0 to keep the cache.
-if "torch" not in sys.modules:
-    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
 
 if TYPE_CHECKING:
     from wfvae_cli.model import WFVAE, DiagonalGaussian, WFVAEConfig, load_model

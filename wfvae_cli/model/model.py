@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -49,7 +50,8 @@ class WFVAE(nn.Module):
         self._check_video(video)
         if chunk_frames is None:
             video = fit_length(video, self.config.temporal_factor, length_policy)
-            return DiagonalGaussian.from_moments(self.encoder(video)[0])
+            with self.autograd_for(video):
+                return DiagonalGaussian.from_moments(self.encoder(video)[0])
         with StreamEncoder(self, chunk_frames, length_policy) as enc:
             return DiagonalGaussian.cat([enc.push(video), enc.flush()])
 
@@ -57,9 +59,22 @@ class WFVAE(nn.Module):
         """Video (B, 3, 4(t-1)+1, 8h, 8w) from latents (B, Z, t, h, w); not clamped."""
         if chunk_frames is None:
             self._check_latent(latent)
-            return self.decoder(latent)[0]
+            with self.autograd_for(latent):
+                return self.decoder(latent)[0]
         with StreamDecoder(self, chunk_frames) as dec:
             return dec.push(latent, final=True)
+
+    def autograd_for(self, *inputs: torch.Tensor) -> contextlib.AbstractContextManager:
+        """The autograd context of an ``encode``/``decode``/streaming call on ``inputs``.
+
+        They are inference calls: autograd history is recorded only when a gradient can be wanted,
+        that is the model is in training mode or an input requires grad. An eval-mode model (what
+        :func:`load_model` returns) therefore never builds a graph it would hold the activations for,
+        whether or not the caller remembered ``torch.no_grad()``. Training uses :meth:`forward`.
+        """
+        if torch.is_grad_enabled() and (self.training or any(t.requires_grad for t in inputs)):
+            return contextlib.nullcontext()
+        return torch.no_grad()
 
     def set_conv_algorithm(self, algorithm: str) -> WFVAE:
         """How float32 CPU inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd

@@ -66,6 +66,29 @@ def _build(source: str, compiler: str, target: Path) -> None:
 
 
 @cache
+def _mkl_free_buffers():
+    """MKL's ``mkl_free_buffers`` as exported by PyTorch's CPU library, or None (no MKL)."""
+    import torch
+
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        fn = lib.mkl_serv_free_buffers
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [], None
+    return fn
+
+
+def release_gemm_buffers() -> None:
+    """Return the packing buffers MKL keeps after its matrix products (per thread, per size class: tens
+    of MB after a layer's products, never released otherwise) to the allocator. Called after each
+    Winograd layer, the next layer's products reuse that memory instead of adding their own."""
+    fn = _mkl_free_buffers()
+    if fn is not None:
+        fn()
+
+
+@cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or ``None`` when they cannot be built here (logged once, at INFO)."""
     if os.environ.get("WFVAE_NATIVE", "1") == "0":

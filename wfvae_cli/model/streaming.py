@@ -81,7 +81,6 @@ class _Session:
         self.chunk_frames = chunk_frames
         self.cache = CausalCache()
         self.closed = False
-        self._grad = torch.is_grad_enabled()
 
     def __enter__(self):
         return self
@@ -137,8 +136,9 @@ class StreamEncoder(_Session):
     def _run(self, frames: torch.Tensor) -> DiagonalGaussian:
         pieces = self._pieces(frames, self.chunk_frames, self.frames_in)
         self.frames_in += frames.shape[2]
-        outs = [self.model.encoder(piece, self.cache)[0] for piece in pieces]
-        return DiagonalGaussian.from_moments(torch.cat(outs, dim=2))
+        with self.model.autograd_for(frames):
+            outs = [self.model.encoder(piece, self.cache)[0] for piece in pieces]
+            return DiagonalGaussian.from_moments(torch.cat(outs, dim=2))
 
     def flush(self) -> DiagonalGaussian:
         """End the stream, applying the length policy; returns any remaining latent frames."""
@@ -197,9 +197,10 @@ class StreamDecoder(_Session):
         self.frames_in += latents.shape[2]
         self._ref = latents[:, :, :0]
         outs = []
-        for i, piece in enumerate(pieces):
-            self.cache.final = final and i == len(pieces) - 1
-            outs.append(self.model.decoder(piece, self.cache)[0])
+        with self.model.autograd_for(latents):
+            for i, piece in enumerate(pieces):
+                self.cache.final = final and i == len(pieces) - 1
+                outs.append(self.model.decoder(piece, self.cache)[0])
         if final:
             self.close()
         return torch.cat(outs, dim=2)
@@ -210,6 +211,7 @@ class StreamDecoder(_Session):
         if self._ref is None:
             raise WfvaeError("no latent frames were pushed to the stream decoder")
         self.cache.final = True
-        out = self.model.decoder(self._ref, self.cache)[0]
+        with self.model.autograd_for(self._ref):
+            out = self.model.decoder(self._ref, self.cache)[0]
         self.close()
         return out

@@ -38,9 +38,6 @@ from wfvae_cli.model import native, products
 #: layers with a larger input may use SLAB_SHARE of its size
 SLAB_BYTES = 16 * 2**20
 SLAB_SHARE = 1.0
-#: a layer whose transforms and products fit in this much is computed in one step (the input
-#: transformed once, for every block of output channels)
-WHOLE_LAYER_BYTES = 0
 #: budget for the transformed filters made at once (16/9 of the weights of that many output channels),
 #: or FILTER_SHARE of the layer's input size if more: fewer blocks of output channels, each of which
 #: transforms the input again when the layer takes several slabs
@@ -173,9 +170,7 @@ def conv3x3(
     nh, nw = -(-h // 2), -(-w // 2)
     input_bytes = b * c * (t + kt - 1) * h * w * 4
     cb = channel_block(c_out, c, kt, max(FILTER_BYTES, int(FILTER_SHARE * input_bytes)))
-    whole = Plan("window", t, nh)
-    whole_bytes = 4 * sum(whole.buffers(kt, nw, c, cb))
-    budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes), whole_bytes if whole_bytes <= WHOLE_LAYER_BYTES else 0)
+    budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes))
     backend = products.backend() or "bmm"  # (forced Winograd where it does not pay: still correct)
     plan = plan_layer(t, kt, nh, nw, c, cb, budget, accumulate=backend == "bmm")
     v_size, m_size = plan.buffers(kt, nw, c, cb)
@@ -201,6 +196,7 @@ def conv3x3(
                     _window_steps(step, plan.frames, t, kt, v_buf, block)
                 else:
                     _accumulate_steps(step, t, kt, v_buf, m_buf, block)
+    native.release_gemm_buffers()
     return out
 
 
