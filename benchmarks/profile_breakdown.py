@@ -1,13 +1,15 @@
 """Where the time goes: torch-profiler self time of one encode or decode, grouped by kind of op.
 
-Runs the official computation pattern (benchmarks/official_style.py) and ours with the direct and
-the auto (Winograd) conv algorithm, on the same weights and input, one warm-up call each, then one
-profiled call, and prints a table (and --json rows) of milliseconds per category:
+Runs the official code (``--official PATH``, a checkout) or its computation pattern
+(benchmarks/official_style.py), and ours with the direct and the auto (Winograd) conv algorithm, on
+the same weights and input, one warm-up call each, then one profiled call, and prints a table (and
+--json rows) of milliseconds per category:
 
     python benchmarks/profile_breakdown.py --model wfvae-l --case encode:17x128 --case decode:17x128
 
-Categories are by aten op name. In our Winograd path the 1x1 convolutions of the transformed domain
-count as "conv", the filter transforms as "matmul", and the input/output transforms as "elementwise".
+Categories are by op name. In our Winograd path the transformed-domain products are "matmul" (batched
+GEMMs) or "conv" (the oneDNN backend), and the compiled input / output / filter transforms (with the
+fused LayerNorm and SiLU) are "transforms".
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from official_style import OfficialStyle
 from speed_vs_official import _inputs as inputs
+from speed_vs_official import _runner
 
 from wfvae_cli import load_model
 
 CATEGORIES = {
+    "transforms": ("winograd::",),
     "conv": ("convolution", "conv3d", "conv2d", "slow_conv"),
-    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
     "attention": ("scaled_dot_product", "flash_attention"),
     "norm": ("layer_norm", "var_mean", "group_norm", "rsqrt", "addcmul"),
     "activation": ("silu", "sigmoid"),
@@ -62,20 +65,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="wfvae-l")
     ap.add_argument("--case", action="append", default=[], help="encode:FRAMESxRES or decode:FRAMESxRES")
+    ap.add_argument("--official", metavar="PATH", help="a checkout of PKU-YuanGroup/WF-VAE (default: official_style.py)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    official = OfficialStyle(model)
     for case in args.case or ["encode:17x128", "decode:17x128"]:
         mode, size = case.split(":")
         frames, res = (int(v) for v in size.split("x"))
         x = inputs(model, mode, frames, res)  # the same inputs as speed_vs_official.py
-        if mode == "encode":
-            runs = {"official-style": official.encode, "ours": lambda v: model.encode(v).mean}
-        else:
-            runs = {"official-style": official.decode, "ours": model.decode}
+        baseline = "official" if args.official else "official-style"
+        runs = {baseline: _runner("official", model, mode, None, args.official), "ours": _runner("ours", model, mode, None, None)}
         rows = {}
         for name, fn in runs.items():
             if name == "ours":

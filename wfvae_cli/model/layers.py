@@ -35,8 +35,8 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
         return False
     if any(d != 1 for d in conv.dilation) or (torch.is_grad_enabled() and conv.weight.requires_grad):
         return False
-    if x.device.type != "cpu" or x.dtype != torch.float32:
-        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.compiler.is_compiling():
+        return False  # (a compiled graph keeps the framework's convolution: the kernels are opaque to it)
     if algorithm == "auto":
         return winograd.worthwhile()
     if not winograd.available():

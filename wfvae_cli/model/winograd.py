@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from wfvae_cli.model import native, products
 
@@ -182,7 +183,8 @@ def conv3x3(
     for o0 in range(0, c_out, cb):
         co = min(cb, c_out - o0)
         u = u_buf[: kt * 16 * co * c].view(kt, 16, co, c)
-        lib.wf_filter_transform(weight[o0 : o0 + co].data_ptr(), co, c, kt, u.data_ptr())
+        with record_function("winograd::filter_transform"):
+            lib.wf_filter_transform(weight[o0 : o0 + co].data_ptr(), co, c, kt, u.data_ptr())
         block = products.make(backend, u, m_buf)
         bias_ptr = None if bias is None else bias[o0:].data_ptr()
         for bi in range(b):
@@ -245,14 +247,16 @@ class _Band:
         ``v.stride(0)`` apart)."""
         if self.skip_transforms:  # already there, from the first block of channels
             return
-        self.lib.wf_input_transform(
-            self.src[f_in:].data_ptr(), count, self.h, self.w, self.c, self.t0, self.t0 + self.nb, *self.norm_args,
-            v.data_ptr(), v.stride(0),
-        )
+        with record_function("winograd::input_transform"):
+            self.lib.wf_input_transform(
+                self.src[f_in:].data_ptr(), count, self.h, self.w, self.c, self.t0, self.t0 + self.nb,
+                *self.norm_args, v.data_ptr(), v.stride(0),
+            )
 
     def emit(self, f0: int, count: int, planes: products.Planes) -> None:
         """Output frames [f0, f0 + count) from their products."""
-        self.lib.wf_output_transform(
-            planes.pointers.data_ptr(), count, self.nb, self.nw, self.co, self.dst[f0:].data_ptr(), self.h, self.w,
-            self.out_stride, self.t0, self.bias_ptr, self.accumulate,
-        )
+        with record_function("winograd::output_transform"):
+            self.lib.wf_output_transform(
+                planes.pointers.data_ptr(), count, self.nb, self.nw, self.co, self.dst[f0:].data_ptr(), self.h,
+                self.w, self.out_stride, self.t0, self.bias_ptr, self.accumulate,
+            )
