@@ -153,15 +153,23 @@ def test_auto_policy():
     assert not _use_winograd(big, x, 11)  # gradients on: training always runs direct
 
 
-def test_products_backend_is_measured_or_forced(monkeypatch):
+def test_products_backend_is_measured_once_per_machine_or_forced(tmp_path, monkeypatch):
+    monkeypatch.setenv("WFVAE_CACHE_DIR", str(tmp_path))
     products.backend.cache_clear()
     try:
-        assert products.backend() in (*products.BACKENDS, None)
-        for name in products.BACKENDS:
+        first = products.backend()
+        assert first in (*products.BACKENDS, None)
+        assert len(list(tmp_path.glob("winograd-products-*.json"))) == 1
+        products.backend.cache_clear()  # a new process: reads the verdict, measures nothing
+        monkeypatch.setattr(products, "_measure", lambda: pytest.fail("measured again"))
+        assert products.backend() == first
+        for name in (*products.BACKENDS, "direct"):
             monkeypatch.setenv("WFVAE_WINOGRAD_PRODUCTS", name)
             products.backend.cache_clear()
-            assert products.backend() == name
+            assert products.backend() == (None if name == "direct" else name)
         monkeypatch.delenv("WFVAE_WINOGRAD_PRODUCTS")
+        monkeypatch.undo()
+        monkeypatch.setenv("WFVAE_CACHE_DIR", str(tmp_path / "other"))
         products.backend.cache_clear()
         monkeypatch.setattr(products, "_time_direct", lambda: 0.0)  # a machine where direct is fastest
         assert products.backend() is None

@@ -40,6 +40,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WFVAE_CACHE_DIR") or Path.home() / ".cache" / "wfvae")
 
 
+def machine_key() -> str:
+    """A short key for what compiled code and measured choices depend on: this CPU and this torch."""
+    import torch
+
+    return hashlib.sha256(f"{platform.machine()}\0{_cpu_id()}\0{torch.__version__}".encode()).hexdigest()[:16]
+
+
 def _cpu_id() -> str:
     """What ``-march=native`` depends on: the CPU model and its feature flags."""
     try:

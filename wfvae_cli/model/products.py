@@ -6,15 +6,17 @@ almost all of a Winograd layer's work, so they must run at the machine's peak, a
 there depends on the CPU: ``bmm`` (PyTorch's batched matrix product: MKL's sgemm on x86) reaches ~90 %
 of the peak on Intel CPUs, while MKL has historically taken a slow code path on other vendors' CPUs,
 where ``conv`` (the products as 1x1 convolutions over a grid of tiles: oneDNN, which the official
-code's own convolutions use) is the safe choice. :func:`backend` times both once per process on a
-representative layer and keeps the faster (``WFVAE_WINOGRAD_PRODUCTS=bmm|conv`` overrides), or none
-if even the faster would not beat the direct convolution there.
+code's own convolutions use) is the safe choice. :func:`backend` times both once per machine on a
+representative layer and keeps the faster, or none if even the faster would not beat the direct
+convolution there (``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|direct`` overrides).
 
 Both give a :class:`Planes`: where the 16 products of a step are, for the output transform.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from functools import cache
 
 import torch
 import torch.nn.functional as F
+
+from wfvae_cli.model import native
 
 BACKENDS = ("bmm", "conv")
 
@@ -98,15 +102,40 @@ TRANSFORM_SHARE = 0.3
 
 @cache
 def backend() -> str | None:
-    """The faster backend on this machine, measured once per process (~0.2 s, on first use), or the override; None
-    when neither makes a Winograd layer faster than the framework's direct convolution (then "auto"
-    convolutions run direct: never slower than the official code)."""
+    """The faster backend on this machine, or the override; None when neither makes a Winograd layer
+    faster than the framework's direct convolution (then "auto" convolutions run direct: never slower
+    than the official code).
+
+    Measured once per machine (~0.15 s) and remembered next to the compiled kernels (keyed by CPU and
+    torch version, under a file lock), so that every process on a machine computes the same numbers:
+    the two backends round differently, and a dataset's latents must not depend on which process, or
+    which run after a resume, encoded them.
+    """
     forced = os.environ.get("WFVAE_WINOGRAD_PRODUCTS", "")
-    if forced in BACKENDS:
-        return forced
+    if forced in (*BACKENDS, "direct"):
+        return None if forced == "direct" else forced
+    path = native.cache_dir() / f"winograd-products-{native.machine_key()}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a process measuring now: wait for its verdict
+            if path.exists():
+                return json.loads(path.read_text())["backend"]
+            verdict = _measure()
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(verdict))
+            os.replace(tmp, path)
+            return verdict["backend"]
+    except (OSError, ValueError, KeyError):  # an unwritable or damaged cache: decide for this process
+        return _measure()["backend"]
+
+
+def _measure() -> dict:
     times = {name: _time_products(name) for name in BACKENDS}
+    direct = _time_direct()
     best = min(times, key=times.__getitem__)
-    return best if times[best] * (1 + TRANSFORM_SHARE) < _time_direct() else None
+    chosen = best if times[best] * (1 + TRANSFORM_SHARE) < direct else None
+    return {"backend": chosen, "seconds": {**times, "direct": direct}, "threads": torch.get_num_threads()}
 
 
 #: the calibration layer: a causal 3x3x3 conv, 192 -> 192 channels, 2 frames of 32x32 (16x16 tiles)
