@@ -221,8 +221,9 @@ class _ResnetBlock(nn.Module):
     With channel LayerNorm each norm and swish is fused into the conv after it (applied slab by slab
     inside a Winograd convolution, so the normalised activation never exists whole) and conv2 adds its
     result into the residual; in inference, when the caller allows it (``reuse_input``: the input is a
-    temporary of the caller's), the residual is the input itself, overwritten. A block then holds two
-    activations at its peak (input and conv1's output) where the official code holds four.
+    temporary of the caller's), the residual is the input itself, overwritten. Inference runs the
+    block over slabs of frames (:meth:`_forward_slabs`), so at its peak a block holds its input, one
+    slab of conv1's output and the convolutions' bounded scratch.
     """
 
     #: :class:`Sequential` may let this block overwrite its input
