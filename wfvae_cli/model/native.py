@@ -97,7 +97,8 @@ def release_gemm_buffers() -> None:
 
 @cache
 def library() -> ctypes.CDLL | None:
-    """The loaded kernels, or ``None`` when they cannot be built here (logged once, at INFO)."""
+    """The loaded kernels, or ``None`` when they cannot be built here (no compiler: logged at INFO; a
+    compiler that fails: a warning)."""
     if os.environ.get("WFVAE_NATIVE", "1") == "0":
         return None
     compiler = _compiler()
@@ -110,11 +111,15 @@ def library() -> ctypes.CDLL | None:
     target = cache_dir() / f"winograd-{platform.machine()}-{key[:16]}.so"
     try:
         if not target.exists():
+            log.info("building the Winograd kernels with %s into %s (once per CPU)", compiler, target)
             _build(source, compiler, target)
         lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
-        log.info("could not build the Winograd kernels with %s (%s): using direct convolutions", compiler, detail)
+    except (OSError, subprocess.SubprocessError) as exc:  # a compiler that fails is worth saying out loud
+        detail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()[-1:] or [""]
+        log.warning(
+            "could not build the Winograd kernels with %s (%s): using direct convolutions, at the official "
+            "speed; set CC to a working C compiler, or WFVAE_NATIVE=0 to skip the attempt", compiler, detail[0]
+        )
         return None
     for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)

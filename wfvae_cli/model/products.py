@@ -27,8 +27,6 @@ import torch.nn.functional as F
 
 from wfvae_cli.model import native
 
-BACKENDS = ("bmm", "conv")
-
 
 @dataclass
 class Planes:
@@ -45,7 +43,7 @@ def plane_pointers(tensors: list[torch.Tensor]) -> torch.Tensor:
 class Bmm:
     """Products as batched matrix products into one buffer; supports accumulating taps one at a time."""
 
-    name = "bmm"
+    #: can add one input frame's products into given outputs (the products ring of ``winograd``)
     accumulates = True
 
     def __init__(self, u: torch.Tensor, m_buf: torch.Tensor) -> None:
@@ -70,10 +68,9 @@ class Bmm:
 class Conv:
     """Products as oneDNN convolutions with a (kt, 1, 1) kernel over a grid of tiles, per position."""
 
-    name = "conv"
     accumulates = False
 
-    def __init__(self, u: torch.Tensor) -> None:
+    def __init__(self, u: torch.Tensor, m_buf: torch.Tensor | None = None) -> None:
         self.kt = u.shape[0]
         # per position, the (co, C_in, kt, 1, 1) kernel; oneDNN reorders it into its own layout anyway
         self.kernels = [u[:, q].permute(1, 2, 0)[..., None, None] for q in range(16)]
@@ -90,9 +87,9 @@ class Conv:
         return Planes(plane_pointers(outs), outs)
 
 
-def make(name: str, u: torch.Tensor, m_buf: torch.Tensor) -> Bmm | Conv:
-    """The products with transformed filters ``u`` (kt, 16, co, C_in); ``m_buf`` is for :class:`Bmm`."""
-    return Bmm(u, m_buf) if name == "bmm" else Conv(u)
+#: the backends by name; each is made with the transformed filters ``u`` (kt, 16, co, C_in) of a block
+#: of output channels and the products buffer (which :class:`Conv` does not need)
+BACKENDS: dict[str, type[Bmm] | type[Conv]] = {"bmm": Bmm, "conv": Conv}
 
 
 #: the transforms around the products cost about this fraction of the products' time (measured on
@@ -158,7 +155,7 @@ def _time_products(name: str) -> float:
     rows = (_SIDE // 2) ** 2
     v = torch.randn(16, _FRAMES + _KT - 1, rows, _C, generator=gen)
     u = torch.randn(_KT, 16, _C, _C, generator=gen)
-    block = make(name, u, torch.empty(16 * _FRAMES * rows * _C))
+    block = BACKENDS[name](u, torch.empty(16 * _FRAMES * rows * _C))
     return _best_of(lambda: block.window(v, _FRAMES))
 
 

@@ -67,7 +67,8 @@ def fit_length(video: torch.Tensor, factor: int, policy: LengthPolicy) -> torch.
 
 
 class _Session:
-    """Shared mechanics: a cache, chunked pushes, inference mode, no reuse after flush."""
+    """Shared mechanics: a cache, chunked pushes, autograd only when wanted (``WFVAE.autograd_for``), no
+    reuse after flush."""
 
     def __init__(self, model: WFVAE, chunk_frames: int | None) -> None:
         if model.config.norm_type == "groupnorm":

@@ -10,7 +10,8 @@ of 36 (2.25x fewer):
 
 For each of the 16 positions of a transformed tile, the sum over input channels is a matrix product
 (tiles x C_in) @ (C_in x C_out), and the temporal taps of a causal conv are the same product on the
-tiles of the frames k steps back, accumulated: batched GEMMs that MKL runs at full speed. The transforms
+tiles of the frames k steps back, accumulated: batched GEMMs at the machine's peak (MKL, or oneDNN where
+that is faster: :mod:`wfvae_cli.model.products`). The transforms
 around them only add, subtract and halve, so the result stays within a few ulps of the direct
 convolution (in float32 it is closer to a float64 reference than oneDNN's direct algorithm is). They are
 compiled C kernels (:mod:`wfvae_cli.model.native`), one pass over memory each.
@@ -18,7 +19,8 @@ compiled C kernels (:mod:`wfvae_cli.model.native`), one pass over memory each.
 Memory stays bounded: the transformed filters are made for a block of output channels at a time
 (``FILTER_BYTES``; each weight is read once, each output written once), and the input is transformed
 in slabs of frames, or bands of tile rows within a frame, whose transforms and products fit in
-``SLAB_BYTES`` (a temporal conv keeps the transforms of the frames it still needs in a window). Two
+``SLAB_BYTES`` (a temporal conv keeps the transforms of the frames it still needs in a window, or, when
+that does not fit, the products of the frames still being summed: :func:`plan_layer`). Two
 fusions remove whole activations from a resnet block: ``norm`` (its channel LayerNorm and SiLU) is
 applied inside the input transform to the rows being read, so the normalised input never exists, and
 ``out`` accumulates the result into an existing tensor (the residual) instead of a new one.
@@ -172,8 +174,8 @@ def conv3x3(
     input_bytes = b * c * (t + kt - 1) * h * w * 4
     cb = channel_block(c_out, c, kt, max(FILTER_BYTES, int(FILTER_SHARE * input_bytes)))
     budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes))
-    backend = products.backend() or "bmm"  # (forced Winograd where it does not pay: still correct)
-    plan = plan_layer(t, kt, nh, nw, c, cb, budget, accumulate=backend == "bmm")
+    backend = products.BACKENDS[products.backend() or "bmm"]  # (forced where it does not pay: still exact)
+    plan = plan_layer(t, kt, nh, nw, c, cb, budget, accumulate=backend.accumulates)
     v_size, m_size = plan.buffers(kt, nw, c, cb)
     v_buf, m_buf = parts[0].new_empty(v_size), parts[0].new_empty(m_size)
     u_buf = parts[0].new_empty(kt * 16 * cb * c)
@@ -185,7 +187,7 @@ def conv3x3(
         u = u_buf[: kt * 16 * co * c].view(kt, 16, co, c)
         with record_function("winograd::filter_transform"):
             lib.wf_filter_transform(weight[o0 : o0 + co].data_ptr(), co, c, kt, u.data_ptr())
-        block = products.make(backend, u, m_buf)
+        block = backend(u, m_buf)
         bias_ptr = None if bias is None else bias[o0:].data_ptr()
         for bi in range(b):
             src = _frame_pointers(parts, bi)
