@@ -52,3 +52,55 @@ def tiny_model(seed: int = 0, **overrides) -> WFVAE:
 def _deterministic_threads():
     torch.set_num_threads(2)
     yield
+
+
+# --- an S3-compatible server for the object-storage tests ------------------------------------------------------
+# A real HTTP server (moto's server mode, in a thread of the test process) on 127.0.0.1, started once per test
+# session; every client (s3fs, obstore, boto3, the `wfvae` subprocesses) reaches it through the standard AWS
+# environment variables, as a user's job reaches their bucket. Tests take a fresh bucket from `s3_bucket`.
+
+_S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """The server's endpoint URL; the AWS environment variables point at it for the whole session."""
+    import os
+
+    server_mod = pytest.importorskip("moto.server", reason="the object-storage tests need moto[server]")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in (*_S3_ENV, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+    )
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(k, None)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request) -> str:
+    """A new, empty bucket on the session's server; returns its name."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,170 @@
+"""Where files live: local paths and URLs behind one interface (the one place for URLs and credentials).
+
+Inputs (videos, folders, globs, manifests, webdataset shards) and outputs (latent stores) may be local paths or
+URLs of any object store. This module decides which a string is, rejects malformed URLs before anything is
+touched, and turns a URL into an ``fsspec`` file system plus a path on it.
+
+Credentials and endpoints come from each cloud's standard environment and config files, read by that cloud's
+own client library (for S3: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_PROFILE`` and
+``~/.aws/``), so a job runs with the same settings as the user's other tools. ``storage_options`` (the CLI's
+``--storage-options JSON``) are passed to the file system as keyword arguments for anything else, exactly as
+fsspec, pandas and zarr accept them.
+
+Why fsspec: it is what pandas, pyarrow, zarr, webdataset and Ray Data users already configure, it covers every
+scheme the users have (``s3``, ``gs``, ``az``/``abfs``, ``http(s)``, ``file``, ``memory``), and it gives
+file-like objects with ranged reads that the video decoders can consume directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wfvae_cli.errors import WfvaeError
+
+if TYPE_CHECKING:  # fsspec is imported only when a URL is used: local runs never pay for it
+    import fsspec
+
+__all__ = [
+    "SCHEMES",
+    "StorageError",
+    "StorageUrl",
+    "filesystem",
+    "is_url",
+    "parse_storage_options",
+    "parse_url",
+]
+
+#: scheme -> the package that implements it (the install hint of an error)
+SCHEMES: dict[str, str] = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "http": "aiohttp",
+    "https": "aiohttp",
+    "file": "fsspec",
+    "memory": "fsspec",
+}
+#: schemes whose URL names a bucket / container / host right after ``//``
+_NETLOC_SCHEMES = frozenset(SCHEMES) - {"file", "memory"}
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(/*)(.*)$", re.DOTALL)
+
+
+class StorageError(WfvaeError):
+    """A URL that is malformed, names something that does not exist, or cannot be reached or authorised."""
+
+
+@dataclass(frozen=True)
+class StorageUrl:
+    """A validated URL: ``scheme://netloc/path`` (``netloc`` is the bucket, container or host)."""
+
+    scheme: str
+    netloc: str
+    path: str  # without a leading slash
+
+    @property
+    def url(self) -> str:
+        if self.scheme in ("file", "memory"):
+            return f"{self.scheme}:///{self.path}" if self.scheme == "file" else f"memory://{self.path}"
+        return f"{self.scheme}://{self.netloc}/{self.path}" if self.path else f"{self.scheme}://{self.netloc}"
+
+    @property
+    def fs_path(self) -> str:
+        """The path as the scheme's fsspec file system names it (``bucket/key`` for object stores)."""
+        if self.scheme == "file":
+            return "/" + self.path
+        if self.scheme in ("http", "https"):
+            return self.url
+        if self.scheme == "memory":
+            return "/" + self.path
+        return f"{self.netloc}/{self.path}" if self.path else self.netloc
+
+    def join(self, *parts: str) -> StorageUrl:
+        """A URL below this one (``parts`` are ``/``-separated relative paths)."""
+        path = "/".join(p.strip("/") for p in (self.path, *parts) if p.strip("/"))
+        return StorageUrl(self.scheme, self.netloc, path)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def is_url(text: str | Path) -> bool:
+    """True for ``scheme:…`` strings with a scheme of two or more letters (``C:\\x`` is a Windows path)."""
+    if isinstance(text, Path):
+        return False
+    m = _SCHEME_RE.match(text)
+    return bool(m) and len(m.group(1)) > 1
+
+
+def parse_url(text: str, *, what: str = "URL") -> StorageUrl:
+    """Validate ``text`` as a storage URL, or raise a one-line :class:`StorageError` naming it and the fix.
+
+    Catches the mistakes that would otherwise become a silent local write or a confusing client error: an
+    unknown scheme, one slash instead of two (``s3:/bucket/x``), a missing bucket (``s3:///x``).
+    """
+    m = _SCHEME_RE.match(text)
+    if not m or len(m.group(1)) < 2:
+        raise StorageError(f"{what} {text!r} is not a URL; expected scheme://bucket/path, e.g. s3://bucket/x")
+    scheme, slashes, rest = m.group(1).lower(), m.group(2), m.group(3)
+    if scheme not in SCHEMES:
+        raise StorageError(
+            f"{what} {text!r}: unknown scheme {scheme!r}; use one of {', '.join(sorted(SCHEMES))} "
+            "(or a local path)"
+        )
+    if scheme == "file":
+        if slashes not in ("/", "///") and not (slashes == "//" and rest.startswith("localhost/")):
+            raise StorageError(f"{what} {text!r}: a file URL is file:///absolute/path")
+        path = rest.removeprefix("localhost/") if slashes == "//" else rest
+        return StorageUrl("file", "", path.strip("/"))
+    if len(slashes) > 2 and scheme != "memory":
+        raise StorageError(f"{what} {text!r}: no bucket (or host) after '{scheme}://'; write {scheme}://BUCKET/path")
+    if slashes != "//":
+        fixed = f"{scheme}://{rest.lstrip('/')}"
+        raise StorageError(f"{what} {text!r}: expected two slashes after '{scheme}:'; did you mean {fixed!r}?")
+    netloc, _, path = rest.partition("/")
+    if not netloc and scheme != "memory":
+        raise StorageError(f"{what} {text!r}: no bucket (or host) after '{scheme}://'; write {scheme}://BUCKET/path")
+    if scheme == "memory":
+        return StorageUrl("memory", "", rest.strip("/"))
+    return StorageUrl(scheme, netloc, path.strip("/"))
+
+
+def parse_storage_options(text: str | None, *, option: str = "--storage-options") -> dict[str, Any]:
+    """The ``--storage-options`` JSON object (``None`` or empty: no options)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WfvaeError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno}); pass a JSON object") from None
+    if not isinstance(value, dict):
+        raise WfvaeError(f"{option}: expected a JSON object such as '{{\"anon\": true}}', got {type(value).__name__}")
+    return value
+
+
+def filesystem(url: StorageUrl | str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec file system for ``url`` and the path on it.
+
+    A scheme whose implementation is not installed is a :class:`StorageError` that names the package to install.
+    """
+    parsed = parse_url(url) if isinstance(url, str) else url
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec comes with the core install
+        raise StorageError(f"{parsed}: reading URLs needs fsspec; pip install fsspec") from None
+    try:
+        fs = fsspec.filesystem(parsed.scheme, **(storage_options or {}))
+    except ImportError:
+        package = SCHEMES[parsed.scheme]
+        raise StorageError(f"{parsed}: the {parsed.scheme}:// scheme needs {package}; pip install {package}") from None
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{parsed}: bad storage options ({exc}); check --storage-options") from None
+    return fs, parsed.fs_path
