@@ -12,12 +12,12 @@ import pytest
 from rich.console import Console
 
 from wfvae_cli.bench import SCHEMA, BenchReport, BenchSettings, Cell, plan_cells
-from wfvae_cli.bench.measure import DEBUG_OOM_ENV
 from wfvae_cli.bench.plot import plot_report
 from wfvae_cli.bench.profile import describe_model, run_profile
 from wfvae_cli.bench.render import profile_notes, profile_table
 from wfvae_cli.bench.results import CellResult, MemoryStats, ModelInfo, PhaseResult, Timing
 from wfvae_cli.errors import WfvaeError
+from wfvae_cli.faults import BENCH_OOM as DEBUG_OOM_ENV
 
 from .conftest import tiny_model
 

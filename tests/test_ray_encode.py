@@ -30,7 +30,9 @@ from .conftest import GOLDEN
 
 ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
 
-from wfvae_cli.pipeline.ray_backend import CRASH_ENV, POISON_ENV, RayRunResult  # noqa: E402
+from wfvae_cli.faults import RAY_CRASH_ON as POISON_ENV  # noqa: E402
+from wfvae_cli.faults import RAY_CRASH_ONCE as CRASH_ENV  # noqa: E402
+from wfvae_cli.pipeline.ray_backend import RayRunResult  # noqa: E402
 
 MODEL = str(GOLDEN)
 _CLOCK = re.compile(r"\[\d\d:\d\d:\d\d\] ")  # decord stamps the time into its error messages

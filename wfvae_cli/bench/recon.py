@@ -24,7 +24,8 @@ from wfvae_cli.bench.machine import machine_info, now_iso
 from wfvae_cli.bench.recon_results import ClipFailure, ClipOutcome, ReconReport, ReconSettings
 from wfvae_cli.bench.results import ModelInfo
 from wfvae_cli.bench.runtime import inference_context, prepare_input, prepare_model
-from wfvae_cli.bench.settings import DTYPES, resolve_device
+from wfvae_cli.bench.settings import resolve_device
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import (
     Clip,
@@ -131,7 +132,7 @@ class ReconRunner:
         self.metrics = metrics
         self.report = report
         self.device = device
-        self.dtype = DTYPES[settings.dtype]
+        self.dtype = torch_dtype(settings.dtype)
         self.spec = ClipSpec(frames=settings.frames, mode="head", time_compression=model.config.temporal_factor)
         self.resize = ResizeSpec(settings.height, settings.width)
         self.save_dir = Path(settings.save_videos) if settings.save_videos else None
@@ -221,7 +222,7 @@ def run_recon(
     model = model if model is not None else load_model(settings.model)
     cfg = model.config
     info = ModelInfo(settings.model, model.source, model.num_params(), cfg.temporal_factor, cfg.latent_dim)
-    model = prepare_model(model, device, DTYPES[settings.dtype])
+    model = prepare_model(model, device, torch_dtype(settings.dtype))
     report = ReconReport(machine_info(device), settings, info, created=now_iso())
     report.failures.extend(ClipFailure(s.path, "discover", s.reason) for s in found.skipped)
     runner = ReconRunner(settings, model, build_metrics(settings, device, lpips, extractor), report, device)

@@ -149,15 +149,14 @@ def export(
     """Write the official HF layout (what `load_model` and the official code read); EMA weights by default."""
     import torch
 
+    from wfvae_cli.dtypes import torch_dtype
     from wfvae_cli.train.checkpoint import export_checkpoint, latest_checkpoint
 
-    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if dtype not in dtypes:
-        raise WfvaeError(f"--dtype {dtype!r}: choose fp32, fp16 or bf16")
+    stored = torch_dtype(dtype, "--dtype")
     if checkpoint.is_dir():
         found = latest_checkpoint(checkpoint)
         if found is None:
             raise WfvaeError(f"{checkpoint}: no step_*.pt checkpoint in this folder")
         checkpoint = found
-    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=dtypes[dtype])
+    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=None if stored == torch.float32 else stored)
     console.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}")

@@ -52,7 +52,8 @@ from ray.exceptions import RayError, RayTaskError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli import faults
+from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.model.model import WFVAE
 from wfvae_cli.pipeline.local import ProgressFn, RunResult, StageTimes, prefetch_clips
 from wfvae_cli.pipeline.options import EncodeOptions
@@ -92,12 +93,6 @@ POLL = 0.5
 NO_WORKER_TIMEOUT = 600.0
 #: Aim for at least this many shards per worker when picking the shard size ourselves (load balance).
 SHARDS_PER_WORKER = 4
-#: Test hook: a path; the first model worker to encode one sample of a multi-row shard creates the file
-#: and exits (``os._exit``), once per job, so tests can kill a worker mid-shard deterministically.
-CRASH_ENV = "WFVAE_RAY_DEBUG_CRASH_ONCE"
-#: Test hook: ``bucket/row``; any model worker about to encode that row exits, every time (a clip that
-#: kills the process, as a driver bug or an OOM kill would).
-POISON_ENV = "WFVAE_RAY_DEBUG_CRASH_ON"
 _EPS = 1e-9
 
 
@@ -186,7 +181,7 @@ class ModelWorker:
         self.index = index
         self.opts = opts
         self.prefetch = prefetch
-        self.debug = debug or {}
+        faults.adopt(debug or {})  # this actor's own process: the coordinator's test hooks, if any
         self.error = ""
         self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -215,7 +210,7 @@ class ModelWorker:
             # model_ref is wrapped in a list so Ray passes the reference: fetched here, once per worker.
             self.encoder = LatentEncoder(ray.get(model_ref[0]), replace(opts, device=self.device))
         except Exception as exc:
-            self.error = f"model worker on {self.node_ip}: {_one_line(exc)}"
+            self.error = f"model worker on {self.node_ip}: {one_line(exc)}"
 
     def ready(self) -> dict[str, Any]:
         """Where this worker runs, or why it cannot work."""
@@ -256,7 +251,7 @@ class ModelWorker:
                         last_flush = time.monotonic()
                     times.write += time.perf_counter() - t0
                     result.record(out)
-                    self._debug_crash(result)
+                    faults.ray_crash_once(result.done, result.total)  # test hook: die mid-shard
 
                 if opts.clip_mode == "full":
                     for task in todo:
@@ -264,8 +259,7 @@ class ModelWorker:
                 else:
                     batch_size = 1 if work.isolate else opts.batch_size
                     for batch in iter_batches(self._decoded(todo, emit, times), batch_size):
-                        if self.debug.get(POISON_ENV) in {f"{c.task.bucket}/{c.task.row}" for c in batch}:
-                            os._exit(1)  # test hook (POISON_ENV)
+                        faults.ray_crash_on(f"{c.task.bucket}/{c.task.row}" for c in batch)  # test hook
                         for out in encode_clips(batch, self.encoder):
                             emit(out)
         except OSError as exc:
@@ -316,23 +310,9 @@ class ModelWorker:
             except RayError as exc:  # the decode process died on every retry (e.g. a decoder segfault)
                 yield LoadedClip(task, None, error=f"decode worker died: {type(exc).__name__}")
 
-    def _debug_crash(self, result: RunResult) -> None:
-        """Test hook (:data:`CRASH_ENV`): die once per job mid-shard, one sample buffered, none written."""
-        marker = self.debug.get(CRASH_ENV)
-        if not marker or result.done != 1 or result.total < 2:
-            return
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os._exit(1)
 
 
 # ------------------------------------------------------------------------------------------------ coordinator
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
-
-
 class RayBackend:
     """The coordinator side: join Ray, size the job, then schedule shards and aggregate progress.
 
@@ -391,7 +371,7 @@ class RayBackend:
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:
-                raise WfvaeError(f"--ray {address}: cannot join a Ray cluster there ({_one_line(exc)}); start "
+                raise WfvaeError(f"--ray {address}: cannot join a Ray cluster there ({one_line(exc)}); start "
                                  "one with `ray start --head` or use --ray auto") from exc
         try:
             return cls._size(opts, started)
@@ -499,7 +479,7 @@ class _Run:
         self._actor = ray.remote(ModelWorker)
         self._args = ([self.model_ref], replace(self.opts, out=Path(store.path).absolute()),  # workers' cwd differs
                       self.group, backend.decode_cpus, backend.prefetch, store.meta.created_at,
-                      {k: os.environ[k] for k in (CRASH_ENV, POISON_ENV) if os.environ.get(k)})
+                      faults.snapshot())
         self.actors = [self._spawn(i) for i in range(n)]
 
     def _spawn(self, i: int) -> Any:

@@ -8,7 +8,6 @@ backend compose the same code: both turn clips into :class:`Encoded` outcomes wi
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli import faults
+from wfvae_cli.dtypes import torch_dtype
+from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
 from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
-
-#: seconds to sleep per model batch; set by tests (WFVAE_DEBUG_ENCODE_DELAY) to kill a run part-way
-_DEBUG_DELAY = float(os.environ.get("WFVAE_DEBUG_ENCODE_DELAY", "0") or 0)
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,8 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
             video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]
             return LoadedClip(task, video, seconds=time.perf_counter() - t0)
         except Exception as exc:  # per-sample errors never stop the job
-            error = " ".join(str(exc).split()) if isinstance(exc, WfvaeError) else f"{type(exc).__name__}: {exc}"
-    return LoadedClip(task, None, error=error[:500], seconds=time.perf_counter() - t0)
+            error = one_line(exc, limit=500)
+    return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0)
 
 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
@@ -79,7 +77,7 @@ class LatentEncoder:
         self.model = model
         self.opts = opts
         self.device = torch.device(opts.device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.dtype]
+        self.dtype = torch_dtype(opts.dtype)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise WfvaeError(f"--device {opts.device}: CUDA is not available on this machine; use --device cpu")
         # On GPU, low precision runs under autocast (weights stay fp32); on CPU the model is cast.
@@ -107,8 +105,7 @@ class LatentEncoder:
     @torch.inference_mode()
     def encode_batch(self, clips: list[LoadedClip]) -> list[dict[str, np.ndarray]]:
         """Encode clips of one bucket together; returns one dict of arrays per clip."""
-        if _DEBUG_DELAY:  # test hook: make a tiny model slow enough to be killed mid-run
-            time.sleep(_DEBUG_DELAY)
+        faults.encode_delay()  # test hook: make a tiny model slow enough to be killed mid-run
         video = torch.stack([c.video for c in clips]).to(self.device, self.input_dtype)  # type: ignore[misc]
         return self._rows([c.task for c in clips], self._posterior(video))
 
@@ -170,7 +167,7 @@ def iter_batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[Loaded
 
 
 def _model_error(exc: BaseException) -> str:
-    return f"model error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    return f"model error: {one_line(exc, limit=487)}"
 
 
 def encode_clips(batch: list[LoadedClip], encoder: LatentEncoder) -> list[Encoded]:
@@ -199,8 +196,7 @@ def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:
     try:
         arrays = encoder.encode_stream(task)
     except Exception as exc:  # decode or model error of this one video
-        message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
-        return Encoded(task, None, message, time.perf_counter() - t0)
+        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0)
     return Encoded(task, arrays, "", time.perf_counter() - t0)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wfvae_cli.errors import CheckpointError, WfvaeError
+from wfvae_cli.errors import CheckpointError, WfvaeError, one_line
 
 FORMAT = "wfvae-train/1"
 CKPT_GLOB = "step_*.pt"
@@ -109,7 +109,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            f"{path}: cannot read the checkpoint ({one_line(exc, limit=160)})"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(

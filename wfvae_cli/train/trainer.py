@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.model import WFVAE, WFVAEConfig, load_model
 from wfvae_cli.train import checkpoint as ckpt_io
@@ -223,7 +224,7 @@ class Trainer:
             return None
         if not cuda:
             raise self.recipe.error("precision", f'"{p}" autocast is for CUDA devices; this run is on the CPU: use "auto" or "fp32"')
-        return torch.bfloat16 if p == "bf16" else torch.float16
+        return torch_dtype(p, "precision")
 
     def _build_vae(self) -> WFVAE:
         m, r = self.recipe.model, self.recipe
