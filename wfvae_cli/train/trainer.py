@@ -27,9 +27,10 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -76,6 +77,25 @@ class TrainResult:
     checkpoint: Path | None
     last_train: dict[str, float] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainProgress:
+    """One progress report of a training run (rank 0 only), for a progress bar or a dashboard.
+
+    ``event`` is ``start`` (before the first step), ``step`` (after every optimizer step; ``stats`` are that
+    step's losses), ``eval`` (``stats`` are the evaluation metrics) or ``end``. The trainer renders nothing
+    itself: the CLI draws a Rich bar from these, a notebook or a job runner can do what it likes.
+    """
+
+    event: Literal["start", "step", "eval", "end"]
+    step: int
+    total: int
+    stats: dict[str, float] = field(default_factory=dict)
+    clips_per_s: float = 0.0
+
+
+TrainProgressFn = Callable[[TrainProgress], None]
 
 
 class _Sinks:
@@ -138,12 +158,12 @@ class Trainer:
         ctx: dist_utils.DistContext | None = None,
         perceptual: nn.Module | None = None,
         resume: str | Path | bool | None = None,
-        progress: bool = False,
+        progress: TrainProgressFn | None = None,
     ) -> None:
         self.recipe = recipe
         self.ctx = ctx or dist_utils.setup(recipe.device)
         self.device = self.ctx.device
-        self.show_progress = progress and self.ctx.is_main
+        self.progress = progress if self.ctx.is_main else None
         self.out = Path(recipe.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.step = 0
@@ -431,7 +451,9 @@ class Trainer:
         last_eval: dict[str, float] = {}
         window: dict[str, list[float]] = {}
         steps_done, window_start, paused = 0, time.perf_counter(), 0.0  # paused: eval/checkpoint time
-        progress = self._progress()
+        progress = self.progress
+        if progress is not None:
+            progress(TrainProgress("start", self.step, s.steps))
         if self.ctx.is_main:
             self.sinks.write("start", self.step, self._run_facts())
         if s.eval_at_start and self.step == 0:
@@ -456,7 +478,7 @@ class Trainer:
                     window.setdefault(k, []).append(v)
                 if progress is not None:
                     rate = steps_done * r.data.batch_size / max(1e-9, time.perf_counter() - window_start - paused)
-                    progress.update(self._bar, completed=self.step, info=f"{self._short(stats)} {rate:.3g} clips/s")
+                    progress(TrainProgress("step", self.step, s.steps, stats, rate))
                 if self.step % s.log_every == 0 or self.step == s.steps:
                     elapsed = time.perf_counter() - window_start - paused
                     row = {k: float(np.mean(v)) for k, v in window.items()}
@@ -473,13 +495,13 @@ class Trainer:
                 if self.step % s.eval_every == 0 or self.step == s.steps:
                     last_eval = self._evaluate() or last_eval
                     if progress is not None and last_eval:
-                        progress.console.print(f"step {self.step}: " + self._short(last_eval))
+                        progress(TrainProgress("eval", self.step, s.steps, last_eval))
                 if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                     last_ckpt = self.save_checkpoint() or last_ckpt
                 paused += time.perf_counter() - t0
         finally:
             if progress is not None:
-                progress.stop()
+                progress(TrainProgress("end", self.step, s.steps, self.last_train))
             self.sinks.close()
         return TrainResult(self.step, self.out, last_ckpt, self.last_train, last_eval)
 
@@ -495,30 +517,7 @@ class Trainer:
 
     @staticmethod
     def _short(stats: dict[str, float]) -> str:
-        keys = ("loss", "rec", "kl", "wl", "g_adv", "d_loss", "psnr", "ema/psnr", "clips_per_s")
-        return " ".join(f"{k}={stats[k]:.4g}" for k in keys if k in stats)
-
-    def _progress(self):
-        if not self.show_progress:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        from wfvae_cli.cli.options import err_console
-
-        progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=err_console,
-        )
-        progress.start()
-        self._bar = progress.add_task("train", total=self.recipe.schedule.steps, completed=self.step, info="")
-        return progress
+        return short_stats(stats)
 
     # ================================================================================ eval / ckpt
     def _evaluate(self) -> dict[str, float]:
@@ -617,6 +616,12 @@ class Trainer:
         self.resumed_from = path
 
 
+def short_stats(stats: dict[str, float]) -> str:
+    """The headline numbers of a train or eval row, for one log line (``loss=0.12 psnr=31.2 ...``)."""
+    keys = ("loss", "rec", "kl", "wl", "g_adv", "d_loss", "psnr", "ema/psnr", "clips_per_s")
+    return " ".join(f"{k}={stats[k]:.4g}" for k in keys if k in stats)
+
+
 def _recipe_diff(a: Recipe, b: Recipe) -> list[str]:
     da, db = _flat(recipe_to_dict(a)), _flat(recipe_to_dict(b))
     return sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
@@ -638,12 +643,13 @@ def train(
     *,
     resume: str | Path | bool | None = None,
     perceptual: nn.Module | None = None,
-    progress: bool = False,
+    progress: TrainProgressFn | None = None,
     ctx: dist_utils.DistContext | None = None,
 ) -> TrainResult:
     """Build a :class:`Trainer` and run it (the library entry point behind ``wfvae train``).
 
     With ``resume`` the checkpoint's weights replace whatever ``model.init`` loaded (init only shapes the
-    first run of a stage).
+    first run of a stage). ``progress`` receives :class:`TrainProgress` reports on rank 0; without it the
+    trainer logs a line every ``schedule.log_every`` steps (``logging``, logger ``wfvae_cli.train``).
     """
     return Trainer(recipe, ctx=ctx, perceptual=perceptual, resume=resume, progress=progress).fit()
