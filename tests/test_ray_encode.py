@@ -32,7 +32,7 @@ ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip ins
 
 from wfvae_cli.faults import RAY_CRASH_ON as POISON_ENV  # noqa: E402
 from wfvae_cli.faults import RAY_CRASH_ONCE as CRASH_ENV  # noqa: E402
-from wfvae_cli.pipeline.ray_backend import RayRunResult  # noqa: E402
+from wfvae_cli.pipeline.ray.scheduler import RayRunResult  # noqa: E402
 
 MODEL = str(GOLDEN)
 _CLOCK = re.compile(r"\[\d\d:\d\d:\d\d\] ")  # decord stamps the time into its error messages
@@ -243,7 +243,7 @@ def test_small_buckets_get_enough_shards_for_every_worker(videos, tmp_path):
     """Unless --shard-size is given, a small bucket is cut into ~4 shards per worker (units of parallel work)."""
     from wfvae_cli.model import load_model
     from wfvae_cli.pipeline import plan_dataset
-    from wfvae_cli.pipeline.ray_backend import RayBackend
+    from wfvae_cli.pipeline.ray.scheduler import RayBackend
 
     opts = options(videos, tmp_path / "s.zarr", ray="auto", shard_size=None)
     plan = plan_dataset(opts, load_model(MODEL).config)

@@ -129,7 +129,7 @@ def encode_dataset(
     # Imported only here: the local path never loads ray.
     backend = None
     if opts.ray is not None and not dry_run:
-        from wfvae_cli.pipeline.ray_backend import RayBackend
+        from wfvae_cli.pipeline.ray.scheduler import RayBackend
 
         backend = RayBackend.connect(opts)
         opts = backend.opts  # `workers` resolved to the number of model workers

@@ -1,0 +1,1 @@
+"""The Ray executor of the encode pipeline (docs/ray.md)."""
