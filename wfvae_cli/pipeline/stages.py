@@ -1,15 +1,19 @@
-"""The stages every backend runs: load a clip (decode + transform), encode a batch, produce store rows.
+"""The stages every backend runs: decode (load + transform) clips, batch them, encode, produce store rows.
 
-They are plain functions/classes with no threading of their own, so the local executor and the Ray
-backend compose the same code: both turn clips into :class:`Encoded` outcomes with :func:`encode_clips`
-(or :func:`encode_whole`) and differ only in where decoding runs and who owns the shard being written.
+    tasks --prefetch_clips / Ray decode tasks--> LoadedClip --encode_loaded: iter_batches + encode_clips--> Encoded
+
+They are plain functions/classes (the only threads are :func:`prefetch_clips`' decode pool), so the local
+executor and the Ray backend compose the same code: both feed decoded clips to :func:`encode_loaded` (or
+each task to :func:`encode_whole`) and write the :class:`Encoded` outcomes; they differ only in where
+decoding runs and who owns the shard being written (see :mod:`wfvae_cli.pipeline.backend`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
 from wfvae_cli.model import WFVAE, DiagonalGaussian
+from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
 
@@ -55,6 +60,27 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
         except Exception as exc:  # per-sample errors never stop the job
             error = one_line(exc, limit=500)
     return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0)
+
+
+def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: int) -> Iterator[LoadedClip]:
+    """Load clips in order with at most ``depth`` in flight (bounded memory, ordered output).
+
+    ``threads`` decode at once: the decoders (FFmpeg via decord/PyAV) and the resize (torch) release the
+    GIL. Used by the local executor and inside Ray model workers that decode in their own process.
+    """
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wfvae-decode") as pool:
+        pending: list[Future[LoadedClip]] = []
+        it = iter(tasks)
+        for task in it:
+            pending.append(pool.submit(load_clip, task, opts))
+            if len(pending) >= depth:
+                break
+        while pending:
+            clip = pending.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(load_clip, nxt, opts))
+            yield clip
 
 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
@@ -188,6 +214,45 @@ def encode_clips(batch: list[LoadedClip], encoder: LatentEncoder) -> list[Encode
             return [Encoded(batch[0].task, None, _model_error(exc), time.perf_counter() - t0)]
     share = (time.perf_counter() - t0) / len(batch)
     return [Encoded(clip.task, arrays, "", share) for clip, arrays in zip(batch, rows, strict=True)]
+
+
+def encode_loaded(
+    clips: Iterable[LoadedClip],
+    encoder: LatentEncoder,
+    batch_size: int,
+    times: StageTimes,
+    before_batch: Callable[[list[LoadedClip]], None] | None = None,
+) -> Iterator[Encoded]:
+    """Batch and encode decoded clips (in their order); one :class:`Encoded` per clip, failures included.
+
+    The one model loop of both executors: a clip that could not be decoded fails alone (the model never
+    sees it); the others go through :func:`iter_batches` (same bucket, up to ``batch_size``) and
+    :func:`encode_clips`. ``times.decode`` sums the clips' decode seconds and ``times.model_wait`` the time
+    spent waiting for the next decoded clip. ``before_batch`` sees every batch before it is encoded.
+    """
+    source = iter(clips)
+    failed: list[Encoded] = []
+
+    def decoded() -> Iterator[LoadedClip]:
+        while True:
+            t0 = time.perf_counter()
+            clip = next(source, None)
+            times.model_wait += time.perf_counter() - t0
+            if clip is None:
+                return
+            times.decode += clip.seconds
+            if clip.video is None:
+                failed.append(Encoded.load_failure(clip))
+                continue
+            yield clip
+
+    for batch in iter_batches(decoded(), batch_size):
+        yield from failed  # the clips that failed to load while this batch filled up, in order
+        failed.clear()
+        if before_batch is not None:
+            before_batch(batch)
+        yield from encode_clips(batch, encoder)
+    yield from failed
 
 
 def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:

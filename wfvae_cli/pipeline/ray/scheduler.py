@@ -1,82 +1,33 @@
-"""`wfvae encode --ray`: the same encode job spread over a Ray cluster (docs/ray.md has the design).
-
-::
-
-    coordinator (the `wfvae encode` process)        one placement-group bundle per model worker
-    plan ─► create store ─► queue of shards ─────►  model worker (actor, model loaded once): owns the shard
-            dead worker's shard back in line ◄─────   ◄─ decode tasks (Ray, same bundle, <= prefetch in flight)
-            aggregate progress ◄── stats (polled)     ─► encode_clips ─► ShardWriter (flock, status last)
-    finalize
-
-Decoding reserves ``decode_cpus`` per task in the worker's bundle. With ``decode_cpus == 0`` (every CPU
-runs a model worker) it runs in the worker's own process instead, in threads, exactly like a local run:
-Ray kills idle task processes beyond its per-node soft limit (the CPU count), so unreserved decode tasks
-would start a new process (importing torch, ~1 s) for nearly every clip; measured, it halved throughput.
-
-Why a shard is the unit of work: zarr loses writes when two writers touch one shard, so the coordinator
-hands each shard to exactly one worker at a time, and that worker writes it whole and commits its status
-last. Everything per sample (decode, batching, one-by-one fallback, stored values) is the shared code of
-:mod:`wfvae_cli.pipeline.stages`, so a Ray run stores what a local run stores.
-
-Why a bundle per worker ({GPU: g, CPU: 1 + its decode CPUs}): a worker and its decode tasks are reserved
-together, on one node. Decoded clips (~100x the video's size) never cross the network, every worker gets
-the same decode capacity, and a replacement worker can never take the CPUs the survivors' decodes need
-(it waits for its own bundle instead, which Ray re-places when the node that held it is gone).
-
-Fault tolerance: when a worker dies (process crash, ``ray.kill``, node loss) its shard goes back to the
-front of the queue; whoever takes it reopens the shard and reads its status under the lock, so rows the
-dead worker committed stay done and the rest are encoded once. The slot gets a new worker. A shard redone
-after a death commits every sample as it goes, so a clip that kills workers is pinned down and failed
-alone (:data:`CLIP_DEATHS`). If the coordinator dies, Ray kills its workers; rerunning the command
-resumes from the store.
-
-This module imports ray; :mod:`wfvae_cli.pipeline.encode` imports it only when ``EncodeOptions.ray`` is set.
+"""The coordinator's scheduling loop: idle model workers take the next shard; a dead worker's shard goes
+back to the front of the queue (the rows it committed stay done); workers' stats feed the progress display.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from ray.exceptions import RayError, RayTaskError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from wfvae_cli import faults
-from wfvae_cli.errors import WfvaeError, one_line
-from wfvae_cli.model.model import WFVAE
-from wfvae_cli.pipeline.local import ProgressFn, RunResult, StageTimes, prefetch_clips
-from wfvae_cli.pipeline.options import EncodeOptions
-from wfvae_cli.pipeline.planning import DatasetPlan
-from wfvae_cli.pipeline.stages import (
-    Encoded,
-    LatentEncoder,
-    LoadedClip,
-    Task,
-    encode_clips,
-    encode_whole,
-    iter_batches,
-    load_clip,
-    write_error,
-)
-from wfvae_cli.store import LatentStore, Status, StoreError, open_store
+from wfvae_cli.errors import WfvaeError
+from wfvae_cli.model import WFVAE
+from wfvae_cli.pipeline.backend import ProgressFn
+from wfvae_cli.pipeline.ray.results import RayRunResult, RayStageTimes, ShardWork, WorkerStatus
+from wfvae_cli.pipeline.ray.worker import CPUS_PER_WORKER, LOCK_WAIT, ModelWorker
+from wfvae_cli.pipeline.stages import Encoded, Task
+from wfvae_cli.store import LatentStore, Status, StoreError
 
-#: CPUs a model worker reserves (and torch threads it uses on CPU): it runs the model loop and the
-#: host<->device copies. Decoding has its own tasks and CPUs, so on CPU-only clusters workers scale
-#: by count, one core each.
-CPUS_PER_WORKER = 1.0
-#: Decode threads inside a model worker when decoding reserves no CPU of its own (``decode_cpus == 0``).
-DECODE_THREADS = 2
+if TYPE_CHECKING:
+    from wfvae_cli.pipeline.ray.backend import RayBackend
+
 #: A dead model worker is replaced this many times, then its slot is given up and the others carry on.
 #: The coordinator replaces workers itself (actors have ``max_restarts=0``): it must put the dead worker's
 #: shard back in line anyway, and a fresh actor fetches the broadcast model like the first one did.
@@ -84,376 +35,13 @@ MAX_RESTARTS = 3
 #: A clip is failed once workers died this many times while it was the first unfinished row of its
 #: shard, the last time with that shard committed sample by sample (so nothing else was being encoded).
 CLIP_DEATHS = 2
-#: Seconds a worker waits for a shard's lock: a just-killed previous owner holds it until its process is
-#: reaped. A live owner after that means another job writes this store, which stops this one.
-LOCK_WAIT = 60.0
 #: Seconds between progress reports (and worker stats polls).
 POLL = 0.5
 #: Give up when no model worker has been alive this long (nodes gone and not coming back).
 NO_WORKER_TIMEOUT = 600.0
-#: Aim for at least this many shards per worker when picking the shard size ourselves (load balance).
-SHARDS_PER_WORKER = 4
-_EPS = 1e-9
 
 
-# ------------------------------------------------------------------------------------------------ results
-@dataclass
-class RayStageTimes(StageTimes):
-    """Stage seconds summed over all workers; the busy fraction is per worker: model / (wall x workers)."""
-
-    workers: int = 1
-
-    @property
-    def model_busy_fraction(self) -> float:
-        return self.model / (self.wall * self.workers) if self.wall > 0 and self.workers else 0.0
-
-
-@dataclass
-class WorkerStatus:
-    """One model worker (slot) as the coordinator sees it; the progress display shows one line each."""
-
-    index: int
-    state: str = "starting"  # starting | idle | running | restarting | dead
-    node_id: str = ""
-    node_ip: str = ""
-    device: str = ""
-    done: int = 0
-    failed: int = 0
-    shards: int = 0
-    model_s: float = 0.0
-    restarts: int = 0
-    ready_s: float | None = None  # run clock when the slot's first worker became ready
-    active_s: float = 0.0  # seconds since then
-
-    @property
-    def clips_per_s(self) -> float:
-        return self.done / self.active_s if self.active_s > 0 else 0.0
-
-
-@dataclass
-class RayRunResult(RunResult):
-    """A :class:`RunResult` (so the summary is built exactly as for a local run) plus per-worker detail."""
-
-    workers: list[WorkerStatus] = field(default_factory=list)
-    startup_s: float = 0.0  # run clock when the first worker was ready to encode (model loaded)
-    shards: int = 0
-    shards_done: int = 0
-    reassigned: int = 0  # shards handed out again after their worker died
-
-
-@dataclass
-class ShardWork:
-    """One shard to encode: the rows the coordinator wants done, and what its past deaths taught."""
-
-    bucket: str
-    shard: int
-    tasks: list[Task]
-    isolate: bool = False  # after a death: batches of one, each sample committed at once
-    stuck_row: int | None = None  # first unfinished row at the last death
-    deaths: int = 0  # consecutive deaths with that same first unfinished row
-
-
-# ------------------------------------------------------------------------------------------------ workers
-@ray.remote(max_retries=2)  # retried only if the process dies; load_clip reports its own errors
-def _load_clip_task(task: Task, opts: EncodeOptions) -> LoadedClip:
-    """CPU decode + resize/crop of one clip in a Ray task: the shared stage, unchanged."""
-    return load_clip(task, opts)
-
-
-class ModelWorker:
-    """One model replica: loads the model once, then encodes whole shards handed out by the coordinator.
-
-    A threaded actor (two threads): one encodes a shard, the other answers :meth:`stats` so that the
-    coordinator shows live progress. The coordinator never gives a worker two shards at once.
-    """
-
-    def __init__(
-        self,
-        index: int,
-        model_ref: list[ray.ObjectRef],
-        opts: EncodeOptions,
-        group: PlacementGroup,
-        decode_cpus: float,
-        prefetch: int,
-        store_created_at: str,
-        debug: dict[str, str] | None = None,
-    ) -> None:
-        self.index = index
-        self.opts = opts
-        self.prefetch = prefetch
-        faults.adopt(debug or {})  # this actor's own process: the coordinator's test hooks, if any
-        self.error = ""
-        self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.node_ip = ray.util.get_node_ip_address()
-        self.device = "cuda" if ray.get_gpu_ids() else opts.device
-        if self.device == "cpu":
-            torch.set_num_threads(max(1, int(CPUS_PER_WORKER)))
-        self.decode_cpus = decode_cpus
-        # Decode tasks run in this worker's own bundle: same node, its own CPUs (see the module docstring).
-        self._load = _load_clip_task.options(
-            num_cpus=decode_cpus,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
-        )
-        # Errors here are configuration errors, the same on every retry: report them through ready() so
-        # the coordinator stops with one clear line instead of watching workers die.
-        shared = "under Ray the store must be on a file system every node mounts at the same path"
-        try:
-            self.store = open_store(opts.out, "r+")
-        except StoreError as exc:
-            self.error = f"model worker on {self.node_ip} cannot open the store {opts.out} ({exc}); {shared}"
-            return
-        if self.store.meta.created_at != store_created_at:  # a node-local directory of the same name
-            self.error = f"model worker on {self.node_ip} sees another store at {opts.out}; {shared}"
-            return
-        try:
-            # model_ref is wrapped in a list so Ray passes the reference: fetched here, once per worker.
-            self.encoder = LatentEncoder(ray.get(model_ref[0]), replace(opts, device=self.device))
-        except Exception as exc:
-            self.error = f"model worker on {self.node_ip}: {one_line(exc)}"
-
-    def ready(self) -> dict[str, Any]:
-        """Where this worker runs, or why it cannot work."""
-        return {"node_id": self.node_id, "node_ip": self.node_ip, "device": self.device, "pid": os.getpid(),
-                "error": self.error}
-
-    def stats(self) -> tuple[str, int, int, int, int, float]:
-        """(bucket, shard, done, failed, frames, model seconds) of the shard in progress."""
-        bucket, shard, cur = self.current
-        return bucket, shard, cur.done, cur.failed, cur.frames, cur.times.model
-
-    def encode_shard(self, work: ShardWork) -> RunResult:
-        """Own the shard, encode its unfinished rows, write it, commit status last; return the counts."""
-        result = RunResult()
-        self.current = (work.bucket, work.shard, result)
-        times = result.times
-        t_start = time.perf_counter()
-        opts = self.opts
-        try:
-            with self.store.shard_writer(work.bucket, work.shard, wait=LOCK_WAIT,
-                                         retry_failed=opts.retry_failed) as writer:
-                # The rows to do are read from the store under the lock, not taken from the plan: after a
-                # death, rows the dead owner committed are skipped, so nothing is written twice.
-                outstanding = writer.outstanding
-                todo = [t for t in work.tasks if t.row in outstanding]
-                result.total = len(todo)
-                last_flush = time.monotonic()
-
-                def emit(out: Encoded) -> None:
-                    nonlocal last_flush
-                    t0 = time.perf_counter()
-                    if out.ok:
-                        writer.add(out.task.row, encode_seconds=out.seconds, **out.arrays)  # type: ignore[arg-type]
-                    else:
-                        writer.fail(out.task.row, out.error)
-                    if work.isolate or time.monotonic() - last_flush > opts.flush_interval:
-                        writer.flush()  # isolate: each sample committed, so a fatal clip is the next row
-                        last_flush = time.monotonic()
-                    times.write += time.perf_counter() - t0
-                    result.record(out)
-                    faults.ray_crash_once(result.done, result.total)  # test hook: die mid-shard
-
-                if opts.clip_mode == "full":
-                    for task in todo:
-                        emit(encode_whole(task, self.encoder))
-                else:
-                    batch_size = 1 if work.isolate else opts.batch_size
-                    for batch in iter_batches(self._decoded(todo, emit, times), batch_size):
-                        faults.ray_crash_on(f"{c.task.bucket}/{c.task.row}" for c in batch)  # test hook
-                        for out in encode_clips(batch, self.encoder):
-                            emit(out)
-        except OSError as exc:
-            raise write_error(self.store.path, exc) from exc
-        times.wall = time.perf_counter() - t_start
-        return result
-
-    def _decoded(self, tasks: list[Task], emit: Callable[[Encoded], None],
-                 times: StageTimes) -> Iterator[LoadedClip]:
-        """Clips in row order, with at most ``prefetch`` decoded ahead (the backpressure).
-
-        In order, so that batches (hence latents, to the bit) are a local run's for the same shard. A
-        clip that cannot be decoded is emitted as failed here and never reaches the model.
-        """
-        if self.decode_cpus > 0:
-            clips = self._decoded_by_tasks(tasks)
-        else:  # no CPU of their own: decode threads in this process, as a local run does
-            clips = prefetch_clips(tasks, self.opts, self.prefetch, threads=DECODE_THREADS)
-        while True:
-            t0 = time.perf_counter()
-            clip = next(clips, None)
-            times.model_wait += time.perf_counter() - t0
-            if clip is None:
-                return
-            times.decode += clip.seconds
-            if clip.video is None:
-                emit(Encoded.load_failure(clip))
-                continue
-            yield clip
-
-    def _decoded_by_tasks(self, tasks: list[Task]) -> Iterator[LoadedClip]:
-        """Clips in row order from Ray decode tasks in this worker's bundle, ``prefetch`` in flight."""
-        pending: deque[tuple[Task, ray.ObjectRef]] = deque()
-        todo = iter(tasks)
-
-        def submit() -> None:
-            task = next(todo, None)
-            if task is not None:
-                pending.append((task, self._load.remote(task, self.opts)))
-
-        for _ in range(self.prefetch):
-            submit()
-        while pending:
-            task, ref = pending.popleft()
-            submit()
-            try:
-                yield ray.get(ref)
-            except RayError as exc:  # the decode process died on every retry (e.g. a decoder segfault)
-                yield LoadedClip(task, None, error=f"decode worker died: {type(exc).__name__}")
-
-
-
-# ------------------------------------------------------------------------------------------------ coordinator
-class RayBackend:
-    """The coordinator side: join Ray, size the job, then schedule shards and aggregate progress.
-
-    :meth:`connect` runs before planning (a bad address fails before any work), :meth:`balance` adjusts
-    the plan, :meth:`run` encodes. If this backend started Ray, :meth:`run` shuts it down at the end.
-    """
-
-    def __init__(self, opts: EncodeOptions, *, started: bool, gpus_per_worker: float, decode_cpus: float,
-                 decode_slots: int) -> None:
-        self.opts = opts
-        self.started = started
-        self.gpus_per_worker = gpus_per_worker
-        self.decode_cpus = decode_cpus
-        self.decode_slots = decode_slots  # decode tasks each worker's bundle runs at once
-        #: clips decoded ahead per worker: enough for its decode slots (or threads) plus a batch being encoded
-        slots = decode_slots if decode_cpus > 0 else DECODE_THREADS
-        self.prefetch = max(2 * opts.batch_size, slots + opts.batch_size)
-        self.warnings: list[str] = []
-
-    @property
-    def workers(self) -> int:
-        return self.opts.workers
-
-    @property
-    def bundle(self) -> dict[str, float]:
-        """What one model worker reserves together with its decode tasks."""
-        out = {"CPU": CPUS_PER_WORKER + self.decode_slots * self.decode_cpus}
-        if self.gpus_per_worker:
-            out["GPU"] = self.gpus_per_worker
-        return out
-
-    # -------------------------------------------------------------------------------- connect + size
-    @classmethod
-    def connect(cls, opts: EncodeOptions) -> RayBackend:
-        """Join (or start) Ray and resolve workers, GPUs and decode CPUs against the cluster's resources."""
-        address = (opts.ray or "auto").strip()
-        if address != "auto" and os.path.exists(address):
-            raise WfvaeError(f"--ray {address!r} is a path, not a Ray address; write --ray auto or --ray HOST:PORT")
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        # Worker output is not forwarded (`--json` keeps stdout clean; errors come back as exceptions).
-        # WFVAE_* variables go to the workers, so settings and test hooks behave as in a local run.
-        env = {k: v for k, v in os.environ.items() if k.startswith("WFVAE_")}
-        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
-                                  "runtime_env": {"env_vars": env} if env else None}
-        started = False
-        if ray.is_initialized():
-            pass  # the caller (a notebook, a test session) already joined a cluster: use it
-        elif address == "auto":
-            try:
-                ray.init(address="auto", **kwargs)  # RAY_ADDRESS, or a cluster started on this machine
-            except ConnectionError:
-                ray.init(include_dashboard=False, **kwargs)
-                started = True
-        else:
-            try:
-                ray.init(address=address, **kwargs)
-            except Exception as exc:
-                raise WfvaeError(f"--ray {address}: cannot join a Ray cluster there ({one_line(exc)}); start "
-                                 "one with `ray start --head` or use --ray auto") from exc
-        try:
-            return cls._size(opts, started)
-        except BaseException:
-            if started:
-                ray.shutdown()
-            raise
-
-    @classmethod
-    def _size(cls, opts: EncodeOptions, started: bool) -> RayBackend:
-        """Check the request against the cluster's totals, so that a job that could never be placed fails now."""
-        total = ray.cluster_resources()
-        cpus, gpus = float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
-        gpw = opts.num_gpus_per_worker if opts.num_gpus_per_worker is not None else (1.0 if gpus > 0 else 0.0)
-        if gpw > 0 and gpus + _EPS < gpw:
-            raise WfvaeError(f"--num-gpus-per-worker {gpw:g}: the Ray cluster has {gpus:g} GPU(s); pass "
-                             "--num-gpus-per-worker 0 to encode on CPUs")
-        if gpw == 0 and opts.device != "cpu":
-            raise WfvaeError(f"--device {opts.device}: the model workers get no GPU (a CPU-only cluster or "
-                             "--num-gpus-per-worker 0); use --device cpu")
-        workers = opts.workers
-        if workers == 0:
-            if gpw == 0:
-                raise WfvaeError("the Ray cluster has no GPU: pass --workers N (model workers, one CPU each)")
-            workers = int(gpus / gpw + _EPS)
-        if workers * gpw > gpus + _EPS:
-            raise WfvaeError(f"--workers {workers} with --num-gpus-per-worker {gpw:g} needs {workers * gpw:g} "
-                             f"GPUs; the Ray cluster has {gpus:g}")
-        if workers * CPUS_PER_WORKER > cpus + _EPS:
-            raise WfvaeError(f"--workers {workers}: each model worker reserves {CPUS_PER_WORKER:g} CPU and the "
-                             f"Ray cluster has {cpus:g}; pass fewer --workers")
-        per_worker = (cpus - workers * CPUS_PER_WORKER) / workers  # spare CPUs each worker's decodes may use
-        decode_cpus = opts.decode_cpus if opts.decode_cpus is not None else (1.0 if per_worker >= 1 else 0.0)
-        if decode_cpus > 0:
-            slots = int(per_worker / decode_cpus + _EPS)
-            if slots < 1:
-                raise WfvaeError(
-                    f"--decode-cpus {decode_cpus:g}: {workers} model workers leave {per_worker:g} CPU(s) each "
-                    "for decoding, less than one decode task; use --decode-cpus 0 (decode shares the "
-                    "workers' cores) or fewer --workers"
-                )
-        else:
-            slots = 0
-        return cls(replace(opts, workers=workers), started=started, gpus_per_worker=gpw,
-                   decode_cpus=decode_cpus, decode_slots=slots)
-
-    def balance(self, plan: DatasetPlan) -> DatasetPlan:
-        """Smaller shards for small buckets, so that every worker has shards to take (unless --shard-size).
-
-        A shard is the unit of parallel work: a bucket of 8 clips in one shard would leave all workers but
-        one idle. Large buckets keep their default (~64 MiB) shards.
-        """
-        if self.opts.shard_size is not None:
-            return plan
-        buckets = []
-        for b in plan.buckets:
-            even = max(1, math.ceil(len(b.samples) / (SHARDS_PER_WORKER * self.workers)))
-            buckets.append(replace(b, shard_size=min(b.shard_size or even, even)))
-        return replace(plan, buckets=buckets)
-
-    # -------------------------------------------------------------------------------- run
-    def run(self, store: LatentStore, tasks: list[Task], model: WFVAE,
-            progress: ProgressFn | None = None) -> RayRunResult:
-        """Encode ``tasks`` on the cluster; returns the counts a local run returns (plus per-worker detail)."""
-        try:
-            if not tasks:
-                return RayRunResult(times=RayStageTimes(workers=self.workers))
-            result = _Run(self, store, tasks, model, progress).run()
-            if result.reassigned:
-                self.warnings.append(f"{result.reassigned} shard(s) went to another model worker after their "
-                                     "worker died; each sample was still written once")
-            never = [w.index for w in result.workers if w.ready_s is None]
-            if never:
-                self.warnings.append(f"model worker(s) {never} never started (no room for {self.bundle} on any "
-                                     "node?); the others did their work")
-            return result
-        finally:
-            if self.started:
-                ray.shutdown()
-
-
-class _Run:
+class ShardScheduler:
     """One scheduling loop: idle workers take the next shard; deaths put shards back; stats feed progress."""
 
     def __init__(self, backend: RayBackend, store: LatentStore, tasks: list[Task], model: WFVAE,
