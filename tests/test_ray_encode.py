@@ -138,7 +138,8 @@ def test_clip_that_kills_every_worker_fails_alone(ray_cluster, videos, reference
     assert [r for r in range(N_CLIPS) if status[r] != ref_status[r]] == [2]
     for row in np.flatnonzero(status == 1):
         for name in ("mean", "logvar"):
-            assert store.read_latents("9x64x64", row)[name].tobytes() == ref.read_latents("9x64x64", row)[name].tobytes()
+            ours, theirs = store.read_latents("9x64x64", row)[name], ref.read_latents("9x64x64", row)[name]
+            assert ours.tobytes() == theirs.tobytes()
 
 
 def _cli_args(videos: Path, out: Path, *extra: str) -> list[str]:

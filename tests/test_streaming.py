@@ -80,7 +80,8 @@ def test_stream_equals_direct(model, length, kind):
 @torch.no_grad()
 def test_final_push_equals_push_and_flush(model, length, kind):
     """push(final=True) ends the stream in the same pass: no flush pass, the same frames."""
-    z = torch.randn(1, model.config.latent_dim, (length - 1) // 4 + 1, 2, 3, generator=torch.Generator().manual_seed(length))
+    gen = torch.Generator().manual_seed(length)
+    z = torch.randn(1, model.config.latent_dim, (length - 1) // 4 + 1, 2, 3, generator=gen)
     decoded = model.decode(z)
     sizes = _splits(z.shape[2], kind, random.Random(length))
     with model.stream_decoder() as dec:
@@ -183,7 +184,8 @@ def test_groupnorm_model_refuses_streaming():
     from .conftest import tiny_config
 
     model = WFVAE(
-        tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32, decoder_energy_flow_hidden_size=32)
+        tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32,
+                    decoder_energy_flow_hidden_size=32)
     ).eval()
     x = torch.rand(1, 3, 5, 16, 16)
     with torch.no_grad():

@@ -213,7 +213,8 @@ class TomlSchema(Generic[T]):
             try:
                 kwargs[name] = self._coerce(value, tp, key, sources, fallback)
             except _Mismatch:
-                raise self.error(f"{sources.get(key, '?')}: {key} = {_show(value)} should be {_type_name(tp)}") from None
+                message = f"{key} = {_show(value)} should be {_type_name(tp)}"
+                raise self.error(f"{sources.get(key, '?')}: {message}") from None
         # Sections the table leaves out are built here too (not by their default_factory), so that their
         # checks run with their own path in the messages.
         for name in fields.keys() - kwargs.keys():

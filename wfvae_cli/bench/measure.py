@@ -109,7 +109,9 @@ class CellRunner:
 
     def _call(self, phase: Phase, x: torch.Tensor) -> object:
         chunk = self.cell.chunk_frames
-        return self.model.encode(x, chunk_frames=chunk) if phase == "encode" else self.model.decode(x, chunk_frames=chunk)
+        if phase == "encode":
+            return self.model.encode(x, chunk_frames=chunk)
+        return self.model.decode(x, chunk_frames=chunk)
 
     def run(self, phase: Phase) -> PhaseResult:
         s = self.settings
@@ -191,7 +193,9 @@ def measure_cell(
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
         reason = f"loading the model failed: {one_line(exc)}"
-        failed = tuple(PhaseResult(p, status, clips=settings.batch_size, frames=cell.frames, error=reason) for p in phases)
+        failed = tuple(
+            PhaseResult(p, status, clips=settings.batch_size, frames=cell.frames, error=reason) for p in phases
+        )
         for result in failed:
             emit({"event": "phase", "result": result.to_dict()})
         return CellResult(cell, failed, settings.batch_size, isolated=isolated, error=reason)

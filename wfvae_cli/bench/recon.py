@@ -103,7 +103,9 @@ def build_metrics(
     )
 
 
-def load_clip(source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: float | None) -> tuple[Clip, torch.Tensor]:
+def load_clip(
+    source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: float | None
+) -> tuple[Clip, torch.Tensor]:
     """The head clip of ``source`` as model input ``(1, 3, T, H, W)`` in [-1, 1] (the encode pipeline's path)."""
     info = probe(source.path, timeout=timeout)
     clip = plan_clips(info, spec, source.start, source.end)[0]
@@ -111,7 +113,9 @@ def load_clip(source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: 
     return clip, to_model_input(frames, resize.size, resize.crop)[None]
 
 
-def reconstruct(model: WFVAE, x: torch.Tensor, chunk_frames: int | None, device: str, dtype: torch.dtype) -> torch.Tensor:
+def reconstruct(
+    model: WFVAE, x: torch.Tensor, chunk_frames: int | None, device: str, dtype: torch.dtype
+) -> torch.Tensor:
     """encode → posterior mode → decode, unclamped, as float32 on the CPU."""
     with inference_context(device, dtype):
         latent = model.encode(prepare_input(x, device, dtype, False), chunk_frames=chunk_frames).mode()
@@ -126,7 +130,9 @@ def _to_uint8(video: torch.Tensor) -> np.ndarray:
 class ReconRunner:
     """Evaluates clips one by one and accumulates the report (one clip in memory at a time)."""
 
-    def __init__(self, settings: ReconSettings, model: WFVAE, metrics: MetricSet, report: ReconReport, device: str) -> None:
+    def __init__(
+        self, settings: ReconSettings, model: WFVAE, metrics: MetricSet, report: ReconReport, device: str
+    ) -> None:
         self.settings = settings
         self.model = model
         self.metrics = metrics
@@ -182,7 +188,8 @@ class ReconRunner:
             r.chunked_summary = _means([c.chunked_metrics or {} for c in r.clips])
             diffs = [c.max_abs_diff for c in r.clips if c.max_abs_diff is not None]
             r.max_abs_diff = max(diffs) if diffs else None
-        for fvd, summary, attr in ((self.metrics.fvd, r.summary, "fvd"), (self.metrics.fvd_chunked, r.chunked_summary, "chunked_fvd")):
+        fvds = ((self.metrics.fvd, r.summary, "fvd"), (self.metrics.fvd_chunked, r.chunked_summary, "chunked_fvd"))
+        for fvd, summary, attr in fvds:
             if fvd is None or summary is None:
                 continue
             try:
@@ -197,7 +204,9 @@ class ReconRunner:
                               "mean_term": result.mean_term, "trace_term": result.trace_term,
                               "regularized": result.regularized, "detector_sha256": result.detector_sha256})
         if r.fvd and not r.fvd["reliable"]:
-            r.notes.append(f"FVD on {r.fvd['n_clips']} clips is biased upward and noisy: compare only at equal clip counts")
+            r.notes.append(
+                f"FVD on {r.fvd['n_clips']} clips is biased upward and noisy: compare only at equal clip counts"
+            )
         if self.metrics.lpips is not None and getattr(self.metrics.lpips, "random", False):
             r.notes.append("LPIPS uses a RANDOM AlexNet trunk (test hook): not a perceptual score")
 

@@ -100,7 +100,9 @@ def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
 
 def _bucket_table(plan_or_store: DatasetPlan | LatentStore) -> dict[str, dict[str, Any]]:
     if isinstance(plan_or_store, DatasetPlan):
-        return {b.bucket_id: {"clips": len(b.samples), "latent_shape": list(b.latent_shape)} for b in plan_or_store.buckets}
+        return {
+            b.bucket_id: {"clips": len(b.samples), "latent_shape": list(b.latent_shape)} for b in plan_or_store.buckets
+        }
     return {
         bid: {"clips": info.num_samples, "latent_shape": list(info.latent_shape), **plan_or_store.counts(bid)}
         for bid, info in plan_or_store.buckets.items()
@@ -178,7 +180,9 @@ def _encode(
         try:
             store = create_store(out, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
         except OSError as exc:
-            raise WfvaeError(f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space") from exc
+            raise WfvaeError(
+                f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
+            ) from exc
         rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
 
     tasks, already_done = _tasks(store, opts.retry_failed)

@@ -54,7 +54,8 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
     error = "not attempted"
     for _ in range(retries + 1):
         try:
-            frames = read_frames(task.record.source, np.asarray(task.record.frame_indices), timeout=opts.decode_timeout, threads=1)
+            indices = np.asarray(task.record.frame_indices)
+            frames = read_frames(task.record.source, indices, timeout=opts.decode_timeout, threads=1)
             video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]
             return LoadedClip(task, video, seconds=time.perf_counter() - t0)
         except Exception as exc:  # per-sample errors never stop the job

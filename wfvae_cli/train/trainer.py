@@ -113,21 +113,29 @@ class _Sinks:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise recipe.error("log.tensorboard", "tensorboard is not installed; pip install tensorboard, or set it to false") from None
+                raise recipe.error(
+                    "log.tensorboard", "tensorboard is not installed; pip install tensorboard, or set it to false"
+                ) from None
             self.tb = SummaryWriter(str(out / "tensorboard"))
         if recipe.log.wandb:
             try:
                 import wandb
             except ImportError:
-                raise recipe.error("log.wandb", "wandb is not installed; pip install wandb, or set it to false") from None
-            self.wandb = wandb.init(project=recipe.log.wandb_project, name=recipe.name or None, config=recipe_to_dict(recipe), dir=str(out))
+                raise recipe.error(
+                    "log.wandb", "wandb is not installed; pip install wandb, or set it to false"
+                ) from None
+            self.wandb = wandb.init(
+                project=recipe.log.wandb_project, name=recipe.name or None, config=recipe_to_dict(recipe), dir=str(out)
+            )
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
         assert self.jsonl is not None
         self.jsonl.write(json.dumps({"kind": kind, "step": step, "time": round(time.time(), 3), **values}) + "\n")
-        numeric = {f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if self.tb is not None:
             for k, v in numeric.items():
                 self.tb.add_scalar(k, v, step)
@@ -192,7 +200,9 @@ class Trainer:
         # ---- optimisation
         o = recipe.optim
         self.gen_params = [p for p in self.vae.parameters() if p.requires_grad]
-        self.gen_opt = torch.optim.AdamW(self.gen_params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        self.gen_opt = torch.optim.AdamW(
+            self.gen_params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
         self.disc_opt = None
         if self.disc is not None:
             d_lr = recipe.loss.discriminator.lr or o.lr
@@ -243,7 +253,9 @@ class Trainer:
         if p == "fp32":
             return None
         if not cuda:
-            raise self.recipe.error("precision", f'"{p}" autocast is for CUDA devices; this run is on the CPU: use "auto" or "fp32"')
+            raise self.recipe.error(
+                "precision", f'"{p}" autocast is for CUDA devices; this run is on the CPU: use "auto" or "fp32"'
+            )
         return torch_dtype(p, "precision")
 
     def _build_vae(self) -> WFVAE:
@@ -258,10 +270,15 @@ class Trainer:
         if m.init is not None:
             vae = load_model(m.init, ema=m.init_ema)
             if wanted is not None and vae.config != wanted:
-                diff = [k for k, v in wanted.__dict__.items() if getattr(vae.config, k) != v and k not in ("scale", "shift")]
+                diff = [
+                    k for k, v in wanted.__dict__.items() if getattr(vae.config, k) != v and k not in ("scale", "shift")
+                ]
                 if diff:
                     key = "model.preset" if m.preset is not None else "model.config"
-                    raise r.error(key, f"the architecture differs from model.init {m.init} in {', '.join(diff)}; drop {key} or fix it")
+                    raise r.error(
+                        key,
+                        f"the architecture differs from model.init {m.init} in {', '.join(diff)}; drop {key} or fix it",
+                    )
         else:
             assert wanted is not None
             with torch.random.fork_rng(devices=[]):
@@ -289,7 +306,8 @@ class Trainer:
             self.disc.load_state_dict(state)
         except RuntimeError as exc:
             raise self.recipe.error(
-                "model.init_discriminator", f"{path}: discriminator does not match loss.discriminator ({str(exc)[:120]})"
+                "model.init_discriminator",
+                f"{path}: discriminator does not match loss.discriminator ({str(exc)[:120]})",
             ) from exc
 
     def _build_perceptual(self, injected: nn.Module | None) -> nn.Module | None:
@@ -348,7 +366,9 @@ class Trainer:
                     raise r.error("eval.lpips", f"{exc}; or set eval.lpips = \"auto\"") from None
                 log.info("eval: LPIPS skipped (%s)", exc)
         self.eval_model = copy.deepcopy(self.vae).eval().requires_grad_(False)
-        return Evaluator(dataset, batch_size=ev.batch_size, lpips=lpips, save_videos=ev.save_videos, out_dir=self.out / "eval")
+        return Evaluator(
+            dataset, batch_size=ev.batch_size, lpips=lpips, save_videos=ev.save_videos, out_dir=self.out / "eval"
+        )
 
     # ================================================================================ steps
     def _autocast(self):
@@ -389,7 +409,8 @@ class Trainer:
         for micro, video in enumerate(batches):
             video = video.to(self.device, non_blocking=True)
             last = micro == self.plan.accum - 1
-            sync = contextlib.nullcontext() if last or not isinstance(self.gen, DistributedDataParallel) else self.gen.no_sync()
+            plain = last or not isinstance(self.gen, DistributedDataParallel)
+            sync = contextlib.nullcontext() if plain else self.gen.no_sync()
             with sync, self._autocast():
                 recon, posterior, coeffs = self.gen(video, sample_posterior=True, generator=self._noise(micro))
                 terms = generator_loss(
@@ -561,7 +582,9 @@ class Trainer:
             },
             "scaler_state": self.scaler.state_dict(),
             "rng_state": ckpt_io.capture_rng(),
-            "sampler_state": {"next_step": self.step, "seed": self.recipe.seed, "batch_size": self.recipe.data.batch_size},
+            "sampler_state": {
+                "next_step": self.step, "seed": self.recipe.seed, "batch_size": self.recipe.data.batch_size
+            },
             "recipe": recipe_to_dict(self.recipe),
             "config": self.vae.config.to_dict(),
             "world_size": self.ctx.world_size,
@@ -584,16 +607,22 @@ class Trainer:
     def _resume(self, resume: str | Path | bool) -> None:
         path = ckpt_io.latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
         if path is None:
-            raise WfvaeError(f"--resume: no checkpoint in {self.ckpt_dir}; start without --resume (or pass --resume-from PATH)")
+            raise WfvaeError(
+                f"--resume: no checkpoint in {self.ckpt_dir}; start without --resume (or pass --resume-from PATH)"
+            )
         ckpt = ckpt_io.load_checkpoint(path)
         stored = recipe_from_dict(ckpt["recipe"], path=f"{path}:recipe")
         changed = _recipe_diff(stored, self.recipe)
         if changed:
             log.warning("resuming %s with a changed recipe: %s", path, ", ".join(changed))
         if ckpt.get("world_size", 1) != self.ctx.world_size:
-            log.warning("resuming on %d devices, checkpoint written on %d", self.ctx.world_size, ckpt.get("world_size", 1))
+            log.warning(
+                "resuming on %d devices, checkpoint written on %d", self.ctx.world_size, ckpt.get("world_size", 1)
+            )
         if self.vae.config.to_dict() != ckpt["config"]:
-            raise WfvaeError(f"{path}: the checkpoint's model config differs from the recipe's model; resume with the same recipe")
+            raise WfvaeError(
+                f"{path}: the checkpoint's model config differs from the recipe's model; resume with the same recipe"
+            )
         self.vae.load_state_dict(ckpt["state_dict"]["gen_model"])
         if self.disc is not None:
             if not ckpt["state_dict"]["dics_model"]:
