@@ -41,10 +41,11 @@ class OfficialStyle:
 
     # ---------------------------------------------------------------- primitives
     def norm(self, x, name):
+        weight, bias = self.p[f"{name}.norm.weight"], self.p[f"{name}.norm.bias"]
         if x.dim() == 5:
-            y = F.layer_norm(x.permute(0, 2, 3, 4, 1), (x.shape[1],), self.p[f"{name}.norm.weight"], self.p[f"{name}.norm.bias"], 1e-6)
+            y = F.layer_norm(x.permute(0, 2, 3, 4, 1), (x.shape[1],), weight, bias, 1e-6)
             return y.permute(0, 4, 1, 2, 3)
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.p[f"{name}.norm.weight"], self.p[f"{name}.norm.bias"], 1e-6)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, 1e-6)
         return y.permute(0, 3, 1, 2)
 
     def cconv(self, x, name, stride=1, padding=None):
@@ -58,7 +59,8 @@ class OfficialStyle:
 
     def conv2d_frames(self, x, name, stride=1, padding=1):
         img, t = _to_img(x)
-        return _to_vid(F.conv2d(img, self.p[f"{name}.weight"], self.p[f"{name}.bias"], stride=stride, padding=padding), t)
+        out = F.conv2d(img, self.p[f"{name}.weight"], self.p[f"{name}.bias"], stride=stride, padding=padding)
+        return _to_vid(out, t)
 
     def res3d(self, x, name):
         h = self.cconv(nonlinearity(self.norm(x, f"{name}.norm1")), f"{name}.conv1")
@@ -69,8 +71,11 @@ class OfficialStyle:
 
     def res2d(self, x, name):
         img, t = _to_img(x)  # the official video_to_image wraps the whole block
-        h = F.conv2d(nonlinearity(self.norm(img, f"{name}.norm1")), self.p[f"{name}.conv1.weight"], self.p[f"{name}.conv1.bias"], padding=1)
-        h = F.conv2d(nonlinearity(self.norm(h, f"{name}.norm2")), self.p[f"{name}.conv2.weight"], self.p[f"{name}.conv2.bias"], padding=1)
+        p = self.p
+        h = F.conv2d(nonlinearity(self.norm(img, f"{name}.norm1")), p[f"{name}.conv1.weight"], p[f"{name}.conv1.bias"],
+                     padding=1)
+        h = F.conv2d(nonlinearity(self.norm(h, f"{name}.norm2")), p[f"{name}.conv2.weight"], p[f"{name}.conv2.bias"],
+                     padding=1)
         return _to_vid(img + h, t)
 
     def attn(self, x, name):
@@ -141,7 +146,8 @@ class OfficialStyle:
         for i in range(1, n + 1):
             h = self.res2d(h, f"encoder.down1.{i}")
         img, t = _to_img(h)
-        h = _to_vid(F.conv2d(F.pad(img, (0, 1, 0, 1)), self.p[f"encoder.down1.{n + 1}.conv.weight"], self.p[f"encoder.down1.{n + 1}.conv.bias"], stride=2), t)
+        conv = f"encoder.down1.{n + 1}.conv"
+        h = _to_vid(F.conv2d(F.pad(img, (0, 1, 0, 1)), self.p[f"{conv}.weight"], self.p[f"{conv}.bias"], stride=2), t)
         h = torch.cat([h, l1], dim=1)
         h = self.conv2d_frames(h, "encoder.down2.0")
         for i in range(1, n + 1):
@@ -176,7 +182,8 @@ class OfficialStyle:
             h = self.res3d(h, f"decoder.up1.{i}")
         img, t = _to_img(h)
         img = F.interpolate(img, scale_factor=2, mode="nearest")
-        h = _to_vid(F.conv2d(img, self.p[f"decoder.up1.{n}.conv.weight"], self.p[f"decoder.up1.{n}.conv.bias"], padding=1), t)
+        conv = f"decoder.up1.{n}.conv"
+        h = _to_vid(F.conv2d(img, self.p[f"{conv}.weight"], self.p[f"{conv}.bias"], padding=1), t)
         h = self.res3d(h, f"decoder.up1.{n + 1}")
         h = self.res3d(h, "decoder.layer.0")
         h = self.res3d(h, "decoder.layer.1")

@@ -37,7 +37,8 @@ def main() -> None:
         src = Path(tmp) / "videos"
         paths = make_sample_clips(src, n=args.clips, frames=args.frames, size=(args.res, args.res))
         model = load_model(args.model)
-        clips = [to_model_input(read_frames(p, np.arange(probe(p).num_frames)), (args.res, args.res))[None] for p in paths]
+        size = (args.res, args.res)
+        clips = [to_model_input(read_frames(p, np.arange(probe(p).num_frames)), size)[None] for p in paths]
 
         def pure_model() -> float:
             with torch.inference_mode():
@@ -59,7 +60,8 @@ def main() -> None:
     pure = (pure_before + pure_after) / 2
     report = {
         "model": args.model, "res": args.res, "frames": args.frames, "clips": args.clips, "threads": args.threads,
-        "pure_model_s": round(pure, 2), "pure_model_runs_s": [round(pure_before, 2), round(pure_after, 2)], "pipeline_wall_s": wall, "pipeline_total_s_incl_load_plan": round(e2e_total, 2),
+        "pure_model_s": round(pure, 2), "pure_model_runs_s": [round(pure_before, 2), round(pure_after, 2)],
+        "pipeline_wall_s": wall, "pipeline_total_s_incl_load_plan": round(e2e_total, 2),
         "ratio_pipeline_over_pure": round(wall / pure, 3), "stages": summary.times,
     }
     print(json.dumps(report, indent=2))

@@ -65,7 +65,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="wfvae-l")
     ap.add_argument("--case", action="append", default=[], help="encode:FRAMESxRES or decode:FRAMESxRES")
-    ap.add_argument("--official", metavar="PATH", help="a checkout of PKU-YuanGroup/WF-VAE (default: official_style.py)")
+    ap.add_argument("--official", metavar="PATH",
+                    help="a checkout of PKU-YuanGroup/WF-VAE (default: official_style.py)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -76,7 +77,8 @@ def main() -> None:
         frames, res = (int(v) for v in size.split("x"))
         x = inputs(model, mode, frames, res)  # the same inputs as speed_vs_official.py
         baseline = "official" if args.official else "official-style"
-        runs = {baseline: _runner("official", model, mode, None, args.official), "ours": _runner("ours", model, mode, None, None)}
+        runs = {baseline: _runner("official", model, mode, None, args.official),
+                "ours": _runner("ours", model, mode, None, None)}
         rows = {}
         for name, fn in runs.items():
             if name == "ours":

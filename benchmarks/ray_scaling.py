@@ -14,8 +14,8 @@ do). Measured in one Ray session, in order:
 
 Throughput (steady) = the sum over workers of clips / seconds since that worker was ready: the encode
 rate once the workers run, start-up excluded (reported apart). Scaling efficiency = throughput(2) /
-(2 x throughput(1)). Also reported: clips / whole Ray run (start-up included). A local single-process run (one torch thread)
-is the reference for what Ray costs per clip. Results go to stdout and ``--json``.
+(2 x throughput(1)). Also reported: clips / whole Ray run (start-up included). A local single-process run
+(one torch thread) is the reference for what Ray costs per clip. Results go to stdout and ``--json``.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def main() -> None:
         "scaling_efficiency": round(speedup / 2, 3),
         "ray_1_worker_vs_local": round(one["clips_per_s"] / local_rate, 3),
     }
-    print(f"{args.model} {args.frames}x{args.res}², {args.clips} clips, 1 torch thread per worker, {os.cpu_count()} CPUs")
+    print(f"{args.model} {args.frames}x{args.res}², {args.clips} clips, 1 torch thread per worker, "
+          f"{os.cpu_count()} CPUs")
     print(f"  local (1 process, 1 thread) : {local_rate:.3f} clips/s")
     for r in (one, two):
         print(f"  ray {r['workers']} worker(s)          : {r['clips_per_s']:.3f} clips/s steady "

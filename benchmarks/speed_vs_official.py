@@ -135,7 +135,8 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    baseline = f"official code ({args.official})" if args.official else "official computation pattern (official_style.py)"
+    pattern = "official computation pattern (official_style.py)"
+    baseline = f"official code ({args.official})" if args.official else pattern
     for case in args.case or ["encode:17x128", "decode:17x128"]:
         mode, size = case.split(":")
         frames, res = (int(v) for v in size.split("x"))

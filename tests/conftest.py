@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from wfvae_cli.model import WFVAE, WFVAEConfig
+from wfvae_cli.store import open_store, verify
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
@@ -52,6 +56,55 @@ def tiny_model(seed: int = 0, **overrides) -> WFVAE:
 def _deterministic_threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole test session (start-up costs seconds and ~600 MB); skips without Ray."""
+    ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
+    if ray.is_initialized():  # something in this session already joined one: share it
+        yield ray.get_runtime_context().gcs_address
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False,
+             logging_level="warning")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+_CLOCK = re.compile(r"\[\d\d:\d\d:\d\d\] ")  # decord stamps the time into its error messages
+
+
+def _untimed(value):
+    """Error messages without decord's clock time (the only part that differs between two runs)."""
+    if isinstance(value, str):
+        return _CLOCK.sub("", value)
+    if isinstance(value, (list, tuple)):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def assert_same_store(a: Path, b: Path) -> None:
+    """Every array bitwise equal (latents, index, status, errors) except timings; same metadata."""
+    sa, sb = open_store(a), open_store(b)
+    skip = {"created_at", "completed_at", "command"}
+    meta_a, meta_b = ({k: v for k, v in s._root.attrs.asdict().items() if k not in skip} for s in (sa, sb))
+    assert meta_a == meta_b
+    assert sa.rejected() == sb.rejected()
+    assert list(sa.buckets) == list(sb.buckets)
+    for bucket in sa.buckets:
+        assert sa._root[f"buckets/{bucket}"].attrs.asdict() == sb._root[f"buckets/{bucket}"].attrs.asdict()
+        names = set(sa._root[f"buckets/{bucket}"].array_keys())
+        assert names == set(sb._root[f"buckets/{bucket}"].array_keys())
+        for name in sorted(names - {"encode_seconds"}):
+            x, y = sa.array(bucket, name)[:], sb.array(bucket, name)[:]
+            if x.dtype.kind == "f":
+                np.testing.assert_array_equal(x, y, err_msg=f"{bucket}/{name}")  # NaN == NaN, else bitwise
+                assert x.tobytes() == y.tobytes(), f"{bucket}/{name} differs in bits"
+            else:
+                assert _untimed(x.tolist()) == _untimed(y.tolist()), f"{bucket}/{name}"
+    assert verify(b).ok
 
 
 # --- an S3-compatible server for the object-storage tests ------------------------------------------------------

@@ -12,12 +12,12 @@ import pytest
 from rich.console import Console
 
 from wfvae_cli.bench import SCHEMA, BenchReport, BenchSettings, Cell, plan_cells
-from wfvae_cli.bench.measure import DEBUG_OOM_ENV
 from wfvae_cli.bench.plot import plot_report
 from wfvae_cli.bench.profile import describe_model, run_profile
 from wfvae_cli.bench.render import profile_notes, profile_table
 from wfvae_cli.bench.results import CellResult, MemoryStats, ModelInfo, PhaseResult, Timing
 from wfvae_cli.errors import WfvaeError
+from wfvae_cli.faults import BENCH_OOM as DEBUG_OOM_ENV
 
 from .conftest import tiny_model
 
@@ -104,7 +104,8 @@ def test_max_rss_limit_kills_the_child(tiny_dir):
 
 def test_chunked_cells_sit_next_to_direct():
     cells = plan_cells(["a", "b"], [(32, 32)], [5, 9], 4)
-    assert [c.label for c in cells[:4]] == ["a@5x32x32/direct", "a@5x32x32/chunk4", "a@9x32x32/direct", "a@9x32x32/chunk4"]
+    expected = ["a@5x32x32/direct", "a@5x32x32/chunk4", "a@9x32x32/direct", "a@9x32x32/chunk4"]
+    assert [c.label for c in cells[:4]] == expected
     assert cells[1].inference == "chunked" and cells[0].inference == "direct"
 
 

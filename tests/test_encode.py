@@ -194,7 +194,8 @@ def test_cli_exit_codes_and_json(videos, tmp_path):
              "--model", MODEL, "--frames", "9", "--res", "64", "--json")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "missing.mp4" in err  # a missing top-level input is a usage error
-    p = _cli("encode", str(videos), "--out", str(tmp_path / "s.zarr"), "--model", MODEL, "--frames", "10", "--res", "64")
+    out = str(tmp_path / "s.zarr")
+    p = _cli("encode", str(videos), "--out", out, "--model", MODEL, "--frames", "10", "--res", "64")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "4k+1" in err and len(err.strip().splitlines()) == 1
 

@@ -31,14 +31,14 @@ def test_center_crop_matches_a_hand_computed_case() -> None:
     x = to_model_input(ramp(2, 16, 32), (8, 8))
     assert x.shape == (3, 2, 8, 8) and x.dtype == torch.float32
     expected = (2 * torch.arange(4, 12, dtype=torch.float32) + 0.5) / 127.5 - 1
-    assert torch.allclose(x, expected.expand(3, 2, 8, 8), atol=1e-5)
+    torch.testing.assert_close(x, expected.expand(3, 2, 8, 8), rtol=0, atol=1e-5)
 
 
 def test_crop_none_distorts_instead_of_cutting() -> None:
     # 16x32 → 8x8 without crop: columns shrink by 4 → 4j + 1.5 (interior columns 1..6)
     x = to_model_input(ramp(1, 16, 32), (8, 8), crop="none")
     expected = (4 * torch.arange(1, 7, dtype=torch.float32) + 1.5) / 127.5 - 1
-    assert torch.allclose(x[0, 0, 3, 1:7], expected, atol=1e-5)
+    torch.testing.assert_close(x[0, 0, 3, 1:7], expected, rtol=0, atol=1e-5)
 
 
 def test_value_range_and_channel_order() -> None:
@@ -46,8 +46,9 @@ def test_value_range_and_channel_order() -> None:
     frames[..., 0], frames[..., 1], frames[..., 2] = 255, 0, 51
     x = to_model_input(frames, (16, 16))
     assert x.shape == (3, 3, 16, 16)
-    assert torch.allclose(x[0], torch.tensor(1.0)) and torch.allclose(x[1], torch.tensor(-1.0))
-    assert torch.allclose(x[2], torch.tensor(51 / 127.5 - 1))
+    torch.testing.assert_close(x[0], torch.full_like(x[0], 1.0))
+    torch.testing.assert_close(x[1], torch.full_like(x[1], -1.0))
+    torch.testing.assert_close(x[2], torch.full_like(x[2], 51 / 127.5 - 1))
     noisy = to_model_input(
         np.random.default_rng(0).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8), (24, 32)
     )
@@ -57,7 +58,7 @@ def test_value_range_and_channel_order() -> None:
 def test_time_axis_is_not_mixed() -> None:
     frames = np.stack([np.full((32, 48, 3), v, np.uint8) for v in (0, 100, 200)])
     x = to_model_input(frames, (16, 16))
-    assert torch.allclose(x[:, :, 5, 5], torch.tensor([0.0, 100.0, 200.0]).div(127.5).sub(1).expand(3, 3))
+    torch.testing.assert_close(x[:, :, 5, 5], torch.tensor([0.0, 100.0, 200.0]).div(127.5).sub(1).expand(3, 3))
 
 
 def test_size_is_kept_when_no_target_and_torch_input_is_accepted() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wfvae_cli import faults
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import _backends, _decord, _worker
 from wfvae_cli.io.samples import render_clip, write_video
@@ -182,14 +183,14 @@ def test_errors_cross_the_worker_process_unchanged(bad_inputs, sample_clips) -> 
 
 def test_timeout_kills_a_hung_decoder_quickly_and_the_pool_recovers(sample_clips, monkeypatch) -> None:
     path = sample_clips[3].path
-    monkeypatch.setenv(_worker.HANG_ENV, path.name)
+    monkeypatch.setenv(faults.DECODE_HANG, path.name)
     t0 = time.monotonic()
     with pytest.raises(VideoDecodeError, match=rf"{re.escape(path.name)}: decoding timed out after 0.5 s"):
         read_frames(path, [0, 1], timeout=0.5)
     assert time.monotonic() - t0 < 5
     with pytest.raises(VideoDecodeError, match="timed out"):
         next(iter_frames(path, np.arange(9), 4, timeout=0.5))
-    monkeypatch.delenv(_worker.HANG_ENV)
+    monkeypatch.delenv(faults.DECODE_HANG)
     assert read_frames(path, [0, 1], timeout=20).shape == (2, 97, 175, 3)
 
 

@@ -72,7 +72,8 @@ def test_infer_config_from_golden_shapes():
     cfg = infer_config(load_file(str(GOLDEN / "model.safetensors")))
     official = WFVAEConfig.from_json(GOLDEN / "config.json")
     for field in ("latent_dim", "base_channels", "encoder_energy_flow_hidden_size", "decoder_energy_flow_hidden_size",
-                  "encoder_num_resblocks", "decoder_num_resblocks", "use_attention", "norm_type", "connect_res_layer_num"):
+                  "encoder_num_resblocks", "decoder_num_resblocks", "use_attention", "norm_type",
+                  "connect_res_layer_num"):
         assert getattr(cfg, field) == getattr(official, field), field
 
 
@@ -81,7 +82,8 @@ def test_training_checkpoint_wrappers(saved, tmp_path):
     sd = model.state_dict()
     # official train_ddp layout: state_dict={gen_model, dics_model}, ema_state_dict with module. prefixes
     ema = {f"module.{k}": v + 1.0 for k, v in sd.items() if "wavelet_transform" not in k}
-    ckpt = {"state_dict": {"gen_model": sd, "dics_model": {"x": torch.zeros(1)}}, "ema_state_dict": ema, "current_step": 7}
+    ckpt = {"state_dict": {"gen_model": sd, "dics_model": {"x": torch.zeros(1)}}, "ema_state_dict": ema,
+            "current_step": 7}
     (tmp_path / "config.json").write_text(json.dumps(model.config.to_dict()))
     torch.save(ckpt, tmp_path / "checkpoint-7.ckpt")
     raw = load_model(tmp_path, ema=False)
@@ -90,7 +92,8 @@ def test_training_checkpoint_wrappers(saved, tmp_path):
     w = with_ema.state_dict()
     assert torch.equal(w["decoder.conv_out.bias"], sd["decoder.conv_out.bias"] + 1.0)
     # the Haar constants are absent from EMA dicts and keep their official values
-    assert torch.equal(w["encoder.wavelet_transform_in.h_conv.conv.weight"], sd["encoder.wavelet_transform_in.h_conv.conv.weight"])
+    key = "encoder.wavelet_transform_in.h_conv.conv.weight"
+    assert torch.equal(w[key], sd[key])
 
 
 @pytest.mark.parametrize("prefix", ["module.", "vae.", "autoencoder."])

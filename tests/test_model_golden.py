@@ -32,27 +32,27 @@ def test_encoder_outputs(golden):
     model, video, exp = golden
     moments, (l1, l2) = model.encoder(video)
     post = DiagonalGaussian.from_moments(moments)
-    assert _maxdiff(post.mean, exp["posterior_mean"]) < ATOL
-    assert _maxdiff(post.logvar, exp["posterior_logvar"]) < ATOL
-    assert _maxdiff(l1, exp["enc_l1_coeffs"]) < ATOL
-    assert _maxdiff(l2, exp["enc_l2_coeffs"]) < ATOL
+    torch.testing.assert_close(post.mean, exp["posterior_mean"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(post.logvar, exp["posterior_logvar"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(l1, exp["enc_l1_coeffs"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(l2, exp["enc_l2_coeffs"], rtol=0, atol=ATOL)
 
 
 @torch.no_grad()
 def test_decoder_outputs(golden):
     model, _, exp = golden
     decoded, (l1, l2) = model.decoder(exp["posterior_mean"])
-    assert _maxdiff(decoded, exp["decoded_from_mean"]) < ATOL
-    assert _maxdiff(l1, exp["dec_l1_coeffs"]) < ATOL
-    assert _maxdiff(l2, exp["dec_l2_coeffs"]) < ATOL
+    torch.testing.assert_close(decoded, exp["decoded_from_mean"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(l1, exp["dec_l1_coeffs"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(l2, exp["dec_l2_coeffs"], rtol=0, atol=ATOL)
 
 
 @torch.no_grad()
 def test_public_api_matches(golden):
     model, video, exp = golden
     post = model.encode(video)
-    assert _maxdiff(post.mode(), exp["posterior_mean"]) < ATOL
-    assert _maxdiff(model.decode(post.mean), exp["decoded_from_mean"]) < ATOL
+    torch.testing.assert_close(post.mode(), exp["posterior_mean"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(model.decode(post.mean), exp["decoded_from_mean"], rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 8, 16])
@@ -60,10 +60,10 @@ def test_public_api_matches(golden):
 def test_chunked_matches_official_chunked(golden, chunk):
     model, video, exp = golden
     post = model.encode(video, chunk_frames=chunk)
-    assert _maxdiff(post.mean, exp["chunked_posterior_mean"]) < ATOL
-    assert _maxdiff(post.logvar, exp["chunked_posterior_logvar"]) < ATOL
+    torch.testing.assert_close(post.mean, exp["chunked_posterior_mean"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(post.logvar, exp["chunked_posterior_logvar"], rtol=0, atol=ATOL)
     decoded = model.decode(exp["posterior_mean"], chunk_frames=chunk)
-    assert _maxdiff(decoded, exp["chunked_decoded_from_direct_mean"]) < ATOL
+    torch.testing.assert_close(decoded, exp["chunked_decoded_from_direct_mean"], rtol=0, atol=ATOL)
 
 
 def test_wrong_haar_constant_would_be_caught(golden):
@@ -79,7 +79,7 @@ def test_wrong_haar_constant_would_be_caught(golden):
         assert _maxdiff(mean, exp["posterior_mean"]) > ATOL
     finally:
         model.reset_wavelet_constants()
-    assert _maxdiff(model.encode(video).mean, exp["posterior_mean"]) < ATOL
+    torch.testing.assert_close(model.encode(video).mean, exp["posterior_mean"], rtol=0, atol=ATOL)
 
 
 def test_inference_calls_record_autograd_only_when_a_gradient_can_be_wanted():

@@ -45,7 +45,8 @@ def test_state_dict_matches_manifest(manifest_path):
 
 @pytest.mark.parametrize(
     ("preset", "manifest_name"),
-    [("wfvae-s", "wfvae-S-16chn"), ("wfvae-m", "wfvae-M-16chn"), ("wfvae-l", "wfvae-L-16chn"), ("wfvae-s-8chn", "wfvae-S-8chn-osp13")],
+    [("wfvae-s", "wfvae-S-16chn"), ("wfvae-m", "wfvae-M-16chn"), ("wfvae-l", "wfvae-L-16chn"),
+     ("wfvae-s-8chn", "wfvae-S-8chn-osp13")],
 )
 def test_presets_are_the_released_configs(preset, manifest_name):
     manifest = next(json.loads(p.read_text()) for p in MANIFESTS if p.stem == manifest_name)

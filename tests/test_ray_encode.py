@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,40 +23,18 @@ import torch
 from wfvae_cli.cli.app import main as cli_main
 from wfvae_cli.io import make_bad_inputs, make_sample_clips
 from wfvae_cli.pipeline import EncodeOptions, EncodeSummary, encode_dataset
-from wfvae_cli.store import open_store, verify
+from wfvae_cli.store import open_store
 
-from .conftest import GOLDEN
+from .conftest import GOLDEN, _untimed, assert_same_store
 
 ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
 
-from wfvae_cli.pipeline.ray_backend import CRASH_ENV, POISON_ENV, RayRunResult  # noqa: E402
+from wfvae_cli.faults import RAY_CRASH_ON as POISON_ENV  # noqa: E402
+from wfvae_cli.faults import RAY_CRASH_ONCE as CRASH_ENV  # noqa: E402
+from wfvae_cli.pipeline.ray import RayRunResult  # noqa: E402
 
 MODEL = str(GOLDEN)
-_CLOCK = re.compile(r"\[\d\d:\d\d:\d\d\] ")  # decord stamps the time into its error messages
-
-
-def _untimed(value):
-    """Error messages without decord's clock time (the only part that differs between two runs)."""
-    if isinstance(value, str):
-        return _CLOCK.sub("", value)
-    if isinstance(value, (list, tuple)):
-        return [_untimed(v) for v in value]
-    return value
 N_CLIPS = 12  # 5 videos x 2 clips + 2 clips of a truncated video (one decodes, one fails)
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray for the whole test session (start-up costs seconds and ~600 MB)."""
-    if ray.is_initialized():  # another module already started one: share it
-        yield ray.get_runtime_context().gcs_address
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False,
-             logging_level="warning")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -89,28 +66,6 @@ def references(videos, tmp_path_factory) -> dict[int, tuple[Path, EncodeSummary]
                 for b in (1, 2)}
     finally:
         torch.set_num_threads(threads)
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    """Every array bitwise equal (latents, index, status, errors) except timings; same metadata."""
-    sa, sb = open_store(a), open_store(b)
-    skip = {"created_at", "completed_at", "command"}
-    meta_a, meta_b = ({k: v for k, v in s._root.attrs.asdict().items() if k not in skip} for s in (sa, sb))
-    assert meta_a == meta_b
-    assert sa.rejected() == sb.rejected()
-    assert list(sa.buckets) == list(sb.buckets)
-    for bucket in sa.buckets:
-        assert sa._root[f"buckets/{bucket}"].attrs.asdict() == sb._root[f"buckets/{bucket}"].attrs.asdict()
-        names = set(sa._root[f"buckets/{bucket}"].array_keys())
-        assert names == set(sb._root[f"buckets/{bucket}"].array_keys())
-        for name in sorted(names - {"encode_seconds"}):
-            x, y = sa.array(bucket, name)[:], sb.array(bucket, name)[:]
-            if x.dtype.kind == "f":
-                np.testing.assert_array_equal(x, y, err_msg=f"{bucket}/{name}")  # NaN == NaN, else bitwise
-                assert x.tobytes() == y.tobytes(), f"{bucket}/{name} differs in bits"
-            else:
-                assert _untimed(x.tolist()) == _untimed(y.tolist()), f"{bucket}/{name}"
-    assert verify(b).ok
 
 
 def comparable(summary: EncodeSummary) -> dict:
@@ -183,7 +138,8 @@ def test_clip_that_kills_every_worker_fails_alone(ray_cluster, videos, reference
     assert [r for r in range(N_CLIPS) if status[r] != ref_status[r]] == [2]
     for row in np.flatnonzero(status == 1):
         for name in ("mean", "logvar"):
-            assert store.read_latents("9x64x64", row)[name].tobytes() == ref.read_latents("9x64x64", row)[name].tobytes()
+            ours, theirs = store.read_latents("9x64x64", row)[name], ref.read_latents("9x64x64", row)[name]
+            assert ours.tobytes() == theirs.tobytes()
 
 
 def _cli_args(videos: Path, out: Path, *extra: str) -> list[str]:
@@ -241,13 +197,13 @@ def test_small_buckets_get_enough_shards_for_every_worker(videos, tmp_path):
     """Unless --shard-size is given, a small bucket is cut into ~4 shards per worker (units of parallel work)."""
     from wfvae_cli.model import load_model
     from wfvae_cli.pipeline import plan_dataset
-    from wfvae_cli.pipeline.ray_backend import RayBackend
+    from wfvae_cli.pipeline.ray import RayBackend, RaySizing
 
     opts = options(videos, tmp_path / "s.zarr", ray="auto", shard_size=None)
     plan = plan_dataset(opts, load_model(MODEL).config)
     assert [b.shard_size for b in plan.buckets] == [N_CLIPS]  # one shard: one worker would do everything
-    backend = RayBackend(opts, started=False, gpus_per_worker=0.0, decode_cpus=0.0, decode_slots=0)
-    assert [b.shard_size for b in backend.balance(plan).buckets] == [2]  # 12 clips / (4 x 2 workers) -> 2
-    fixed = RayBackend(options(videos, tmp_path / "s.zarr", ray="auto", shard_size=5), started=False,
-                       gpus_per_worker=0.0, decode_cpus=0.0, decode_slots=0)
-    assert fixed.balance(plan) is plan  # an explicit --shard-size is kept
+    sizing = RaySizing(workers=2, gpus_per_worker=0.0, decode_cpus=0.0, decode_slots=0)
+    backend = RayBackend(opts, sizing)
+    assert [b.shard_size for b in backend.shape_plan(plan).buckets] == [2]  # 12 clips / (4 x 2 workers) -> 2
+    fixed = RayBackend(options(videos, tmp_path / "s.zarr", ray="auto", shard_size=5), sizing)
+    assert fixed.shape_plan(plan) is plan  # an explicit --shard-size is kept

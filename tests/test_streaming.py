@@ -65,14 +65,14 @@ def test_stream_equals_direct(model, length, kind):
     direct = model.encode(x)
     streamed = _stream_encode(model, x, _splits(length, kind, rng))
     assert streamed.shape == direct.mean.shape
-    assert (streamed - direct.mean).abs().max().item() < ATOL
+    torch.testing.assert_close(streamed, direct.mean, rtol=0, atol=ATOL)
 
     z = direct.mean
     decoded = model.decode(z)
     assert decoded.shape[2] == length
     streamed_dec = _stream_decode(model, z, _splits(z.shape[2], kind, rng))
     assert streamed_dec.shape == decoded.shape
-    assert (streamed_dec - decoded).abs().max().item() < ATOL
+    torch.testing.assert_close(streamed_dec, decoded, rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("length", [1, 5, 9, 17])
@@ -80,7 +80,8 @@ def test_stream_equals_direct(model, length, kind):
 @torch.no_grad()
 def test_final_push_equals_push_and_flush(model, length, kind):
     """push(final=True) ends the stream in the same pass: no flush pass, the same frames."""
-    z = torch.randn(1, model.config.latent_dim, (length - 1) // 4 + 1, 2, 3, generator=torch.Generator().manual_seed(length))
+    gen = torch.Generator().manual_seed(length)
+    z = torch.randn(1, model.config.latent_dim, (length - 1) // 4 + 1, 2, 3, generator=gen)
     decoded = model.decode(z)
     sizes = _splits(z.shape[2], kind, random.Random(length))
     with model.stream_decoder() as dec:
@@ -89,7 +90,7 @@ def test_final_push_equals_push_and_flush(model, length, kind):
             pieces.append(dec.push(z[:, :, start : start + size], final=i == len(sizes) - 1))
             start += size
         assert dec.closed
-    assert (torch.cat(pieces, dim=2) - decoded).abs().max().item() < ATOL
+    torch.testing.assert_close(torch.cat(pieces, dim=2), decoded, rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 4, 7, 8, 16])
@@ -98,9 +99,10 @@ def test_chunk_frames_argument(model, chunk):
     x = torch.rand(2, 3, 33, 16, 16) * 2 - 1
     direct = model.encode(x)
     chunked = model.encode(x, chunk_frames=chunk)
-    assert (chunked.mean - direct.mean).abs().max().item() < ATOL
-    assert (chunked.logvar - direct.logvar).abs().max().item() < ATOL
-    assert (model.decode(direct.mean, chunk_frames=chunk) - model.decode(direct.mean)).abs().max().item() < ATOL
+    torch.testing.assert_close(chunked.mean, direct.mean, rtol=0, atol=ATOL)
+    torch.testing.assert_close(chunked.logvar, direct.logvar, rtol=0, atol=ATOL)
+    decoded_chunked = model.decode(direct.mean, chunk_frames=chunk)
+    torch.testing.assert_close(decoded_chunked, model.decode(direct.mean), rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("t_interpolation", ["trilinear", "nearest"])
@@ -112,11 +114,11 @@ def test_eight_x_variant_streams_exactly(t_interpolation):
         direct = model.encode(x)
         assert direct.mean.shape[2] == (length - 1) // 8 + 1
         streamed = _stream_encode(model, x, _splits(length, "random", random.Random(length)))
-        assert (streamed - direct.mean).abs().max().item() < ATOL
+        torch.testing.assert_close(streamed, direct.mean, rtol=0, atol=ATOL)
         decoded = model.decode(direct.mean)
         assert decoded.shape[2] == length
         sd = _stream_decode(model, direct.mean, [1] * direct.mean.shape[2])
-        assert (sd - decoded).abs().max().item() < ATOL
+        torch.testing.assert_close(sd, decoded, rtol=0, atol=ATOL)
 
 
 @torch.no_grad()
@@ -124,7 +126,7 @@ def test_many_lengths_in_one_process(model):
     """The official model latches the first tiled length; sessions here are independent."""
     for length in (33, 9, 17, 1, 65, 5):
         x = torch.rand(1, 3, length, 16, 16) * 2 - 1
-        assert (model.encode(x, chunk_frames=4).mean - model.encode(x).mean).abs().max().item() < ATOL
+        torch.testing.assert_close(model.encode(x, chunk_frames=4).mean, model.encode(x).mean, rtol=0, atol=ATOL)
 
 
 @torch.no_grad()
@@ -135,8 +137,8 @@ def test_sessions_interleave(model):
         parts_b = [b.push(xb[:, :, :4]).mean]
         parts_a += [a.push(xa[:, :, 5:]).mean, a.flush().mean]
         parts_b += [b.push(xb[:, :, 4:]).mean, b.flush().mean]
-    assert (torch.cat(parts_a, 2) - model.encode(xa).mean).abs().max() < ATOL
-    assert (torch.cat(parts_b, 2) - model.encode(xb).mean).abs().max() < ATOL
+    torch.testing.assert_close(torch.cat(parts_a, 2), model.encode(xa).mean, rtol=0, atol=ATOL)
+    torch.testing.assert_close(torch.cat(parts_b, 2), model.encode(xb).mean, rtol=0, atol=ATOL)
 
 
 class TestLengthPolicy:
@@ -153,10 +155,10 @@ class TestLengthPolicy:
         x = torch.rand(1, 3, 16, 16, 16)
         with pytest.warns(UserWarning, match="dropping the last 3"):
             trimmed = model.encode(x, length_policy="trim")
-        assert (trimmed.mean - model.encode(x[:, :, :13]).mean).abs().max() < ATOL
+        torch.testing.assert_close(trimmed.mean, model.encode(x[:, :, :13]).mean, rtol=0, atol=ATOL)
         with pytest.warns(UserWarning):
             chunked = model.encode(x, chunk_frames=3, length_policy="trim")
-        assert (chunked.mean - trimmed.mean).abs().max() < ATOL
+        torch.testing.assert_close(chunked.mean, trimmed.mean, rtol=0, atol=ATOL)
 
     @torch.no_grad()
     def test_pad_repeats_last_frame(self, model):
@@ -164,8 +166,9 @@ class TestLengthPolicy:
         padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1, -1)], dim=2)
         expected = model.encode(padded).mean
         assert expected.shape[2] == 5
-        assert (model.encode(x, length_policy="pad").mean - expected).abs().max() < ATOL
-        assert (model.encode(x, chunk_frames=2, length_policy="pad").mean - expected).abs().max() < ATOL
+        torch.testing.assert_close(model.encode(x, length_policy="pad").mean, expected, rtol=0, atol=ATOL)
+        padded = model.encode(x, chunk_frames=2, length_policy="pad").mean
+        torch.testing.assert_close(padded, expected, rtol=0, atol=ATOL)
 
 
 @torch.no_grad()
@@ -183,7 +186,8 @@ def test_groupnorm_model_refuses_streaming():
     from .conftest import tiny_config
 
     model = WFVAE(
-        tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32, decoder_energy_flow_hidden_size=32)
+        tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32,
+                    decoder_energy_flow_hidden_size=32)
     ).eval()
     x = torch.rand(1, 3, 5, 16, 16)
     with torch.no_grad():

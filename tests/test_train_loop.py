@@ -93,8 +93,8 @@ def test_checkpoint_is_safe_official_compatible_and_exports(tmp_path):
 
 
 def test_eval_writes_metrics_videos_and_baseline(tmp_path):
-    recipe = tiny_recipe(tmp_path, "schedule.steps=1", "schedule.eval_every=1", "eval.save_videos=1", "loss.disc_weight=0",
-                         "data.eval_clips=2")
+    recipe = tiny_recipe(tmp_path, "schedule.steps=1", "schedule.eval_every=1", "eval.save_videos=1",
+                         "loss.disc_weight=0", "data.eval_clips=2")
     result = Trainer(recipe).fit()
     assert {"psnr", "ssim", "ema/psnr", "ema/ssim"} <= set(result.last_eval)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

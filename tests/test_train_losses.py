@@ -29,7 +29,8 @@ def _forward(seed: int = 0):
 def test_discriminator_matches_the_reference_table():
     d = NLayerDiscriminator3D()
     convs = [m for m in d.modules() if isinstance(m, nn.Conv3d)]
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 1)]
+    channels = [(3, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 1)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == channels
     assert [c.stride for c in convs] == [(2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2), (1, 1, 1), (1, 1, 1)]
     assert all(c.kernel_size == (3, 3, 3) and c.padding == (1, 1, 1) for c in convs)
     assert [c.bias is not None for c in convs] == [True, False, False, False, False, True]
@@ -94,7 +95,8 @@ def test_adaptive_weight_is_the_gradient_norm_ratio_at_the_last_layer():
     torch.testing.assert_close(terms.gan, g)
     assert not terms.gan_weight.requires_grad
     kl = posterior.kl().sum() / 2
-    torch.testing.assert_close(terms.total, rec + 1e-6 * kl + 0.1 * wavelet_loss(*coeffs) + expected * g, rtol=1e-4, atol=1e-2)
+    total = rec + 1e-6 * kl + 0.1 * wavelet_loss(*coeffs) + expected * g
+    torch.testing.assert_close(terms.total, total, rtol=1e-4, atol=1e-2)
     # the weight is clamped to [0, 1e6]
     w = adaptive_weight(rec, 0.0 * g + 1e-12 * recon.sum(), last, 1.0)
     assert float(w) <= 1e6

@@ -34,7 +34,8 @@ def test_paper_stages_follow_table_7():
     root = RECIPES[0].parent
     s1, s2, s3 = (load_recipe(root / f"wfvae-l-stage{i}.toml") for i in (1, 2, 3))
     assert (s1.data.frames, s1.data.size, s1.data.batch_size, s1.optim.lr) == (25, (256, 256), 8, 1e-5)
-    assert (s1.loss.perceptual_weight, s1.loss.wavelet_weight, s1.loss.kl_weight, s1.ema.decay) == (1.0, 0.1, 1e-6, 0.999)
+    weights = (s1.loss.perceptual_weight, s1.loss.wavelet_weight, s1.loss.kl_weight, s1.ema.decay)
+    assert weights == (1.0, 0.1, 1e-6, 0.999)
     assert s1.schedule.steps == 800_000 and s1.model.preset == "wfvae-l"
     assert (s2.data.frames, s2.data.sample_rate, s2.schedule.steps) == (49, 2, 200_000)
     assert s2.model.init and "stage1" in s2.model.init and not s2.model.init_discriminator

@@ -25,3 +25,17 @@ class CheckpointError(WfvaeError):
 
 class OfflineError(WfvaeError):
     """Something must be downloaded but the machine is offline (or the hub is unreachable)."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` as one line for a table cell, a store's ``error`` column or a summary.
+
+    A :class:`WfvaeError` already names the culprit and the fix, so its message is kept as is; anything else
+    is prefixed with its type (``OSError: ...``), because ``str()`` of many exceptions (``KeyError('x')``,
+    a bare ``MemoryError``) says nothing on its own. Whitespace runs (torch messages span pages) collapse
+    to single spaces and the result is cut at ``limit`` characters.
+    """
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, WfvaeError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:limit]

@@ -13,42 +13,28 @@ SIGKILLs the process like the OOM killer would (isolated children only; in-proce
 
 from __future__ import annotations
 
-import fnmatch
 import gc
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from wfvae_cli import faults
 from wfvae_cli.bench import procmem
 from wfvae_cli.bench.results import CellResult, MemoryStats, PhaseResult, Timing
 from wfvae_cli.bench.runtime import (
     inference_context,
     is_oom,
-    one_line,
     prepare_input,
     prepare_model,
     synchronize,
 )
 from wfvae_cli.bench.settings import BenchSettings, Cell, Phase
+from wfvae_cli.errors import one_line
 from wfvae_cli.model import WFVAE, load_model
 
 Emit = Callable[[dict[str, Any]], None]
-DEBUG_OOM_ENV = "WFVAE_BENCH_DEBUG_OOM"
-
-
-def _debug_oom(where: str, allow_kill: bool) -> None:
-    for item in os.environ.get(DEBUG_OOM_ENV, "").split(","):
-        kind, sep, pattern = item.strip().partition(":")
-        if not sep or not fnmatch.fnmatchcase(where, pattern):
-            continue
-        if kind == "kill" and allow_kill:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if kind in ("raise", "kill"):
-            raise MemoryError(f"simulated out-of-memory ({DEBUG_OOM_ENV})")
 
 
 class MemoryProbe:
@@ -123,7 +109,9 @@ class CellRunner:
 
     def _call(self, phase: Phase, x: torch.Tensor) -> object:
         chunk = self.cell.chunk_frames
-        return self.model.encode(x, chunk_frames=chunk) if phase == "encode" else self.model.decode(x, chunk_frames=chunk)
+        if phase == "encode":
+            return self.model.encode(x, chunk_frames=chunk)
+        return self.model.decode(x, chunk_frames=chunk)
 
     def run(self, phase: Phase) -> PhaseResult:
         s = self.settings
@@ -133,7 +121,7 @@ class CellRunner:
         try:
             x = self._input(phase)
             probe.start()
-            _debug_oom(f"{self.cell.label}/{phase}", self.allow_kill)
+            faults.bench_oom(f"{self.cell.label}/{phase}", self.allow_kill)
             times: list[float] = []
             with inference_context(self.device, s.torch_dtype):
                 for i in range(s.warmup + s.repeat):
@@ -171,7 +159,7 @@ def load_for_bench(cell: Cell, settings: BenchSettings, allow_kill: bool = False
     control flow (length checks, Causal-Cache sessions) would only cause graph breaks. Compilation is lazy:
     failures surface in the first (warm-up) call and are reported in that phase.
     """
-    _debug_oom(f"{cell.label}/load", allow_kill)
+    faults.bench_oom(f"{cell.label}/load", allow_kill)
     model = load_model(cell.model).set_conv_algorithm(settings.conv_algorithm)
     model = prepare_model(model, settings.device, settings.torch_dtype, settings.channels_last)
     if settings.compile:
@@ -205,7 +193,9 @@ def measure_cell(
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
         reason = f"loading the model failed: {one_line(exc)}"
-        failed = tuple(PhaseResult(p, status, clips=settings.batch_size, frames=cell.frames, error=reason) for p in phases)
+        failed = tuple(
+            PhaseResult(p, status, clips=settings.batch_size, frames=cell.frames, error=reason) for p in phases
+        )
         for result in failed:
             emit({"event": "phase", "result": result.to_dict()})
         return CellResult(cell, failed, settings.batch_size, isolated=isolated, error=reason)

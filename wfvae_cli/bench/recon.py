@@ -24,7 +24,8 @@ from wfvae_cli.bench.machine import machine_info, now_iso
 from wfvae_cli.bench.recon_results import ClipFailure, ClipOutcome, ReconReport, ReconSettings
 from wfvae_cli.bench.results import ModelInfo
 from wfvae_cli.bench.runtime import inference_context, prepare_input, prepare_model
-from wfvae_cli.bench.settings import DTYPES, resolve_device
+from wfvae_cli.bench.settings import resolve_device
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import (
     Clip,
@@ -102,7 +103,9 @@ def build_metrics(
     )
 
 
-def load_clip(source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: float | None) -> tuple[Clip, torch.Tensor]:
+def load_clip(
+    source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: float | None
+) -> tuple[Clip, torch.Tensor]:
     """The head clip of ``source`` as model input ``(1, 3, T, H, W)`` in [-1, 1] (the encode pipeline's path)."""
     info = probe(source.path, timeout=timeout)
     clip = plan_clips(info, spec, source.start, source.end)[0]
@@ -110,7 +113,9 @@ def load_clip(source: VideoSource, spec: ClipSpec, resize: ResizeSpec, timeout: 
     return clip, to_model_input(frames, resize.size, resize.crop)[None]
 
 
-def reconstruct(model: WFVAE, x: torch.Tensor, chunk_frames: int | None, device: str, dtype: torch.dtype) -> torch.Tensor:
+def reconstruct(
+    model: WFVAE, x: torch.Tensor, chunk_frames: int | None, device: str, dtype: torch.dtype
+) -> torch.Tensor:
     """encode → posterior mode → decode, unclamped, as float32 on the CPU."""
     with inference_context(device, dtype):
         latent = model.encode(prepare_input(x, device, dtype, False), chunk_frames=chunk_frames).mode()
@@ -125,13 +130,15 @@ def _to_uint8(video: torch.Tensor) -> np.ndarray:
 class ReconRunner:
     """Evaluates clips one by one and accumulates the report (one clip in memory at a time)."""
 
-    def __init__(self, settings: ReconSettings, model: WFVAE, metrics: MetricSet, report: ReconReport, device: str) -> None:
+    def __init__(
+        self, settings: ReconSettings, model: WFVAE, metrics: MetricSet, report: ReconReport, device: str
+    ) -> None:
         self.settings = settings
         self.model = model
         self.metrics = metrics
         self.report = report
         self.device = device
-        self.dtype = DTYPES[settings.dtype]
+        self.dtype = torch_dtype(settings.dtype)
         self.spec = ClipSpec(frames=settings.frames, mode="head", time_compression=model.config.temporal_factor)
         self.resize = ResizeSpec(settings.height, settings.width)
         self.save_dir = Path(settings.save_videos) if settings.save_videos else None
@@ -181,7 +188,8 @@ class ReconRunner:
             r.chunked_summary = _means([c.chunked_metrics or {} for c in r.clips])
             diffs = [c.max_abs_diff for c in r.clips if c.max_abs_diff is not None]
             r.max_abs_diff = max(diffs) if diffs else None
-        for fvd, summary, attr in ((self.metrics.fvd, r.summary, "fvd"), (self.metrics.fvd_chunked, r.chunked_summary, "chunked_fvd")):
+        fvds = ((self.metrics.fvd, r.summary, "fvd"), (self.metrics.fvd_chunked, r.chunked_summary, "chunked_fvd"))
+        for fvd, summary, attr in fvds:
             if fvd is None or summary is None:
                 continue
             try:
@@ -196,7 +204,9 @@ class ReconRunner:
                               "mean_term": result.mean_term, "trace_term": result.trace_term,
                               "regularized": result.regularized, "detector_sha256": result.detector_sha256})
         if r.fvd and not r.fvd["reliable"]:
-            r.notes.append(f"FVD on {r.fvd['n_clips']} clips is biased upward and noisy: compare only at equal clip counts")
+            r.notes.append(
+                f"FVD on {r.fvd['n_clips']} clips is biased upward and noisy: compare only at equal clip counts"
+            )
         if self.metrics.lpips is not None and getattr(self.metrics.lpips, "random", False):
             r.notes.append("LPIPS uses a RANDOM AlexNet trunk (test hook): not a perceptual score")
 
@@ -221,7 +231,7 @@ def run_recon(
     model = model if model is not None else load_model(settings.model)
     cfg = model.config
     info = ModelInfo(settings.model, model.source, model.num_params(), cfg.temporal_factor, cfg.latent_dim)
-    model = prepare_model(model, device, DTYPES[settings.dtype])
+    model = prepare_model(model, device, torch_dtype(settings.dtype))
     report = ReconReport(machine_info(device), settings, info, created=now_iso())
     report.failures.extend(ClipFailure(s.path, "discover", s.reason) for s in found.skipped)
     runner = ReconRunner(settings, model, build_metrics(settings, device, lpips, extractor), report, device)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfvae_cli.bench.results import ModelInfo
-from wfvae_cli.bench.settings import DTYPES
+from wfvae_cli.dtypes import check_dtype
 from wfvae_cli.errors import WfvaeError
 
 RECON_SCHEMA = "wfvae-bench-recon/1"
@@ -42,8 +42,7 @@ class ReconSettings:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise WfvaeError(f"--metrics {','.join(self.metrics)!r}: choose from {','.join(METRICS)}")
-        if self.dtype not in DTYPES:
-            raise WfvaeError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         for name in ("chunk_frames", "compare_chunked", "limit"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -59,8 +59,9 @@ class MemoryStats:
     ``kind="rss"``: resident set size of the (child) process. ``baseline_bytes`` is the usage when the
     phase starts (model weights + input, after load); ``peak_bytes`` the maximum during the timed repeats
     (the peak is restarted after the warm-up, so one-off first-call costs such as compilation are left
-    out); ``activation_bytes = peak - baseline`` is what the inference itself needs. ``phase_scoped`` is False when the peak could not be reset at the phase
-    start (no ``/proc/self/clear_refs``), so the peak is the process lifetime's.
+    out); ``activation_bytes = peak - baseline`` is what the inference itself needs. ``phase_scoped`` is
+    False when the peak could not be reset at the phase start (no ``/proc/self/clear_refs``), so the peak
+    is the process lifetime's.
     """
 
     kind: MemoryKind

@@ -29,13 +29,6 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)
 
 
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message`` (torch messages run to pages; a table cell needs one line)."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:limit]}" if first else type(exc).__name__
-
-
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     """``channels_last_3d`` for 5D weights, ``channels_last`` for 4D ones (the per-frame 2D convs, viewed as
     5D with a temporal kernel of 1), leaving the rest: ``model.to(memory_format=...)`` refuses mixed ranks."""

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 
+from wfvae_cli.dtypes import check_dtype, torch_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.model.layers import CONV_ALGORITHMS
 
@@ -22,7 +23,6 @@ Phase = Literal["encode", "decode"]
 Inference = Literal["direct", "chunked"]
 
 MODES: tuple[str, ...] = ("encode", "decode", "both")
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> str:
@@ -77,8 +77,7 @@ class BenchSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise WfvaeError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         if self.mode not in MODES:
             raise WfvaeError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.batch_size < 1:
@@ -100,7 +99,7 @@ class BenchSettings:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
 
     @property
     def is_cuda(self) -> bool:

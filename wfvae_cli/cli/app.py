@@ -48,9 +48,19 @@ def _root(
 
 
 def _register() -> None:
-    """Import the command modules; each adds its commands to :data:`app`."""
-    from wfvae_cli.cli import bench  # noqa: F401, I001
-    from wfvae_cli.cli import demo, encode, info, store_cmds, train  # noqa: F401
+    """Add every command to :data:`app`, in one place and one way (the command modules never import this one).
+
+    Imported here, not at the top, so that building the app costs nothing until a command runs.
+    """
+    if _state.get("registered"):
+        return
+    from wfvae_cli.cli import bench, demo, encode, info, store_cmds, train
+
+    for module in (demo, encode, info, store_cmds):
+        app.add_typer(module.app)  # no name: the module's commands become top-level commands
+    app.add_typer(bench.bench_app, name="bench")
+    app.add_typer(train.train_app, name="train")
+    _state["registered"] = True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wfvae_cli.cli.app import app
 from wfvae_cli.cli.options import (
     console,
     err_console,
@@ -35,7 +34,6 @@ bench_app = typer.Typer(
     rich_markup_mode="rich",
     help="Profile encode/decode speed and peak memory; [bold]bench recon[/] measures reconstruction quality.",
 )
-app.add_typer(bench_app, name="bench")
 
 @contextmanager
 def _progress(what: str) -> Iterator[Callable[[int, int, str], None]]:

@@ -17,9 +17,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from wfvae_cli.cli.app import app
 from wfvae_cli.cli.options import console, err_console, human_bytes, parse_resolution, print_json
 from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL, WfvaeError
+
+#: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
+app = typer.Typer()
 
 
 @app.command()

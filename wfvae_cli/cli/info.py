@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from wfvae_cli.cli.app import app
 from wfvae_cli.cli.options import console, parse_resolution, print_json
 from wfvae_cli.errors import WfvaeError
+
+#: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
+app = typer.Typer()
 
 
 @app.command()

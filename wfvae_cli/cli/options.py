@@ -9,12 +9,12 @@ import torch
 import typer
 from rich.console import Console
 
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError
 
 console = Console()
 err_console = Console(stderr=True)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def parse_resolution(res: str) -> tuple[int, int]:
@@ -31,10 +31,7 @@ def parse_resolution(res: str) -> tuple[int, int]:
 
 
 def parse_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError as exc:
-        raise WfvaeError(f"--dtype {name!r}: choose one of {', '.join(DTYPES)}") from exc
+    return torch_dtype(name, "--dtype")
 
 
 def print_json(data: Any) -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wfvae_cli.cli.app import app
 from wfvae_cli.cli.options import console, human_bytes, print_json
 from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL
+
+#: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
+app = typer.Typer()
 
 
 @app.command()

@@ -4,20 +4,19 @@
 ``wfvae train run recipe.toml optim.lr=2e-5``, while ``wfvae train export ...`` reaches the export command.
 Under ``torchrun --nproc-per-node N -m wfvae_cli train recipe.toml`` every process runs the same command and
 joins the process group from torchrun's environment; ``--ray --workers N`` hands the same function to Ray
-Train's ``TorchTrainer`` (Ray is an optional dependency, imported only then).
+Train's ``TorchTrainer`` (Ray is an optional dependency, imported only then); both launchers live in
+:mod:`wfvae_cli.train.launch`, this module only parses options and renders progress.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from wfvae_cli.cli.app import app
 from wfvae_cli.cli.options import console, err_console
 from wfvae_cli.errors import WfvaeError
 
@@ -40,7 +39,6 @@ train_app = typer.Typer(
     help="Train WF-VAE from a TOML recipe ([bold]wfvae train RECIPE \\[key=value ...][/]); "
     "[bold]train export[/] writes a checkpoint in the official layout.",
 )
-app.add_typer(train_app, name="train")
 
 
 @train_app.command("run")
@@ -74,17 +72,56 @@ def run(
 
 
 def _run_local(recipe: Any, resume: Path | bool | None, progress: bool) -> None:
-    from wfvae_cli.train import distributed
-    from wfvae_cli.train.trainer import train
+    from wfvae_cli.train.launch import train_here
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ctx = distributed.setup(recipe.device)
-    try:
-        result = train(recipe, resume=resume, progress=progress, ctx=ctx)
-    finally:
-        distributed.cleanup()
-    if ctx.is_main:
+    with _ProgressBar() as bar:
+        result = train_here(recipe, resume=resume, progress=bar.update if progress else None)
+    if result is not None:
         _summary(result)
+
+
+class _ProgressBar:
+    """Renders the trainer's progress reports as a Rich bar on stderr (started at the first report)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, report: Any) -> None:
+        from wfvae_cli.train.trainer import short_stats
+
+        if self.bar is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=report.total, completed=report.step, info="")
+        if report.event == "step":
+            info = f"{short_stats(report.stats)} {report.clips_per_s:.3g} clips/s"
+            self.bar.update(self.task, completed=report.step, info=info)
+        elif report.event == "eval":
+            self.bar.console.print(f"step {report.step}: " + short_stats(report.stats))
+        elif report.event == "end":
+            self.bar.stop()
+            self.bar = None
 
 
 def _summary(result: Any) -> None:
@@ -95,47 +132,10 @@ def _summary(result: Any) -> None:
         console.print("eval: " + " ".join(f"{k}={v:.4g}" for k, v in result.last_eval.items()))
 
 
-def _ray_worker(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker loop: Ray has created the process group; the trainer joins it."""
-    os.chdir(config["cwd"])  # relative recipe paths mean the driver's working directory
-    import ray.train
-    import ray.train.torch
-    import torch.distributed as dist
-
-    from wfvae_cli.train import distributed
-    from wfvae_cli.train.recipe import load_recipe
-    from wfvae_cli.train.trainer import train
-
-    recipe = load_recipe(config["recipe"], config["overrides"])
-    # Ray pins one device per worker (CUDA_VISIBLE_DEVICES); ask it rather than guessing from LOCAL_RANK
-    ctx = distributed.DistContext(
-        dist.get_rank(), dist.get_world_size(), ray.train.get_context().get_local_rank(), ray.train.torch.get_device()
-    )
-    train(recipe, resume=config["resume"], progress=False, ctx=ctx)
-
-
 def _run_ray(recipe: Path, overrides: list[str], resume: Path | bool | None, workers: int, gpu: bool | None) -> None:
-    try:
-        from ray.train import ScalingConfig
-        from ray.train.torch import TorchTrainer
-    except ImportError:
-        raise WfvaeError("--ray needs Ray Train, which is not installed: pip install -e '.[ray]'") from None
-    import torch
+    from wfvae_cli.train.launch import train_on_ray
 
-    if workers < 1:
-        raise WfvaeError(f"--workers {workers} must be >= 1")
-    use_gpu = torch.cuda.is_available() if gpu is None else gpu
-    trainer = TorchTrainer(
-        _ray_worker,
-        train_loop_config={
-            "cwd": os.getcwd(),
-            "recipe": str(recipe.resolve()),
-            "overrides": list(overrides),
-            "resume": str(resume) if isinstance(resume, Path) else resume,
-        },
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
-    )
-    trainer.fit()
+    train_on_ray(recipe, overrides, resume=resume, workers=workers, use_gpu=gpu)
     err_console.print(f"ray: {workers} worker(s) finished")
 
 
@@ -149,15 +149,14 @@ def export(
     """Write the official HF layout (what `load_model` and the official code read); EMA weights by default."""
     import torch
 
+    from wfvae_cli.dtypes import torch_dtype
     from wfvae_cli.train.checkpoint import export_checkpoint, latest_checkpoint
 
-    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if dtype not in dtypes:
-        raise WfvaeError(f"--dtype {dtype!r}: choose fp32, fp16 or bf16")
+    stored = torch_dtype(dtype, "--dtype")
     if checkpoint.is_dir():
         found = latest_checkpoint(checkpoint)
         if found is None:
             raise WfvaeError(f"{checkpoint}: no step_*.pt checkpoint in this folder")
         checkpoint = found
-    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=dtypes[dtype])
+    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=None if stored == torch.float32 else stored)
     console.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fnmatch
 import os
 import pickle
 import select
@@ -37,12 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wfvae_cli import faults
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import _backends
 from wfvae_cli.io._backends import VideoInfo
 from wfvae_cli.io.errors import VideoDecodeError
 
-HANG_ENV = "WFVAE_IO_DEBUG_HANG"
 STARTUP_TIMEOUT = 120.0  # seconds for a fresh worker to import the package (slow disks, loaded machines)
 _FRAME = struct.Struct("<QQ")  # header length, payload length
 # `python -c` rather than `-m`: runpy would import this module twice (once via the package's __init__).
@@ -232,11 +231,7 @@ class DecodeWorker:
 
     def _submit(self, kind: str, path: str, *args: object) -> int:
         self._job += 1
-        hang = (
-            fnmatch.fnmatch(os.path.basename(path), os.environ[HANG_ENV])
-            if os.environ.get(HANG_ENV)
-            else False
-        )
+        hang = faults.decode_hangs(path)
         _send(self._sock, (kind, self._job, path, hang, *args))
         return self._job
 

@@ -94,7 +94,8 @@ def frechet_terms(
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(
-            f"expected means (D,) and covariances (D, D) of one D, got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}"
+            "expected means (D,) and covariances (D, D) of one D, "
+            f"got {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}"
         )
     diff = mu1 - mu2
     mean_term = float(diff @ diff)

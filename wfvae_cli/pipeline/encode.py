@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from wfvae_cli import __version__
+from wfvae_cli.dtypes import STORE_DTYPES
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import discover_videos
 from wfvae_cli.model import LatentNormalizer, load_model
 from wfvae_cli.model.model import WFVAE
-from wfvae_cli.pipeline.local import ProgressFn, RunResult, run_local
-from wfvae_cli.pipeline.options import STORE_DTYPES, EncodeOptions
+from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
+from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
-from wfvae_cli.pipeline.stages import LatentEncoder, Task
+from wfvae_cli.pipeline.stages import Task
 from wfvae_cli.store import (
     LatentStore,
     Status,
@@ -99,7 +100,9 @@ def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
 
 def _bucket_table(plan_or_store: DatasetPlan | LatentStore) -> dict[str, dict[str, Any]]:
     if isinstance(plan_or_store, DatasetPlan):
-        return {b.bucket_id: {"clips": len(b.samples), "latent_shape": list(b.latent_shape)} for b in plan_or_store.buckets}
+        return {
+            b.bucket_id: {"clips": len(b.samples), "latent_shape": list(b.latent_shape)} for b in plan_or_store.buckets
+        }
     return {
         bid: {"clips": info.num_samples, "latent_shape": list(info.latent_shape), **plan_or_store.counts(bid)}
         for bid, info in plan_or_store.buckets.items()
@@ -118,21 +121,31 @@ def encode_dataset(
     ``on_plan(stage, done, total)`` reports planning progress (probing videos).
     """
     model = load_model(opts.model)
+    if dry_run:
+        return _encode(opts, model, None, on_plan)
+    with open_backend(opts) as backend:  # closed whatever happens (a Ray this run started is stopped)
+        return _encode(opts, model, backend, on_plan, progress)
+
+
+def _encode(
+    opts: EncodeOptions,
+    model: WFVAE,
+    backend: Backend | None,
+    on_plan: Callable[[str, int, int], None] | None,
+    progress: ProgressFn | None = None,
+) -> EncodeSummary:
+    """:func:`encode_dataset` with the model loaded; ``backend`` is None for a dry run (plan only)."""
+    dry_run = backend is None
     meta = store_meta(opts, model)
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
     warnings: list[str] = []
     if out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir()):
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
-    # --- Ray backend (docs/ray.md): join Ray before planning, so a bad address fails before any work.
-    # Imported only here: the local path never loads ray.
-    backend = None
-    if opts.ray is not None and not dry_run:
-        from wfvae_cli.pipeline.ray_backend import RayBackend
-
-        backend = RayBackend.connect(opts)
-        opts = backend.opts  # `workers` resolved to the number of model workers
-    # --- end Ray backend
+    # Before planning: a bad device, Ray address or worker count fails before any work.
+    if backend is not None:
+        backend.prepare(model)
+        opts = backend.opts  # Ray: `workers` resolved to the number of model workers
 
     if resumed:
         store = open_store(out, "r+")
@@ -163,20 +176,19 @@ def encode_dataset(
                 f"{plan.rejected[0][0] + ': ' + plan.rejected[0][1] if plan.rejected else 'none'}); nothing was written"
             )
         if backend is not None:  # Ray: enough shards (units of parallel work) for every worker
-            plan = backend.balance(plan)
+            plan = backend.shape_plan(plan)
         try:
             store = create_store(out, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
         except OSError as exc:
-            raise WfvaeError(f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space") from exc
+            raise WfvaeError(
+                f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
+            ) from exc
         rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
 
     tasks, already_done = _tasks(store, opts.retry_failed)
-    if backend is not None:  # Ray: model workers own and write shards; this process schedules them
-        result = backend.run(store, tasks, model, progress)
-        warnings.extend(backend.warnings)
-    else:
-        encoder = LatentEncoder(model, opts)
-        result = run_local(store, tasks, encoder, opts, progress) if tasks else RunResult()
+    assert backend is not None  # a dry run returned above
+    result = backend.run(store, tasks, progress)
+    warnings.extend(backend.warnings)
     store.refresh()
     if all(store.counts(b)["pending"] == 0 for b in store.buckets):
         store.finalize(utc_now())

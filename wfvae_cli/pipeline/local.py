@@ -13,81 +13,20 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
+from wfvae_cli.model import WFVAE
+from wfvae_cli.pipeline.backend import Backend, ProgressFn, RunResult, StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.stages import (
     Encoded,
     LatentEncoder,
-    LoadedClip,
     Task,
-    encode_clips,
+    encode_loaded,
     encode_whole,
-    iter_batches,
-    load_clip,
+    prefetch_clips,
     write_error,
 )
 from wfvae_cli.store import LatentStore, StoreWriter
-
-
-@dataclass
-class StageTimes:
-    """Seconds spent per stage (decode summed over its threads) and model idle time."""
-
-    wall: float = 0.0
-    decode: float = 0.0
-    model: float = 0.0
-    model_wait: float = 0.0
-    write: float = 0.0
-
-    @property
-    def model_busy_fraction(self) -> float:
-        return self.model / self.wall if self.wall > 0 else 0.0
-
-
-@dataclass
-class RunResult:
-    total: int = 0  # samples this run set out to encode
-    done: int = 0
-    failed: int = 0
-    frames: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (source, error)
-    times: StageTimes = field(default_factory=StageTimes)
-
-    def record(self, out: Encoded) -> None:
-        """Count one clip's outcome (shared by every backend, so their summaries agree)."""
-        self.times.model += out.seconds
-        if out.ok:
-            self.done += 1
-            self.frames += len(out.task.record.frame_indices)
-        else:
-            self.failed += 1
-            self.failures.append((out.task.record.source, out.error))
-
-
-ProgressFn = Callable[[RunResult], None]
-
-
-def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: int) -> Iterator[LoadedClip]:
-    """Load clips in order with at most ``depth`` in flight (bounded memory, ordered output).
-
-    ``threads`` decode at once. Also used inside Ray model workers that decode in their own process.
-    """
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wfvae-decode") as pool:
-        pending: list[Future[LoadedClip]] = []
-        it = iter(tasks)
-        for task in it:
-            pending.append(pool.submit(load_clip, task, opts))
-            if len(pending) >= depth:
-                break
-        while pending:
-            clip = pending.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(load_clip, nxt, opts))
-            yield clip
 
 
 class _Writer(threading.Thread):
@@ -174,25 +113,8 @@ def run_local(
         else:
             depth = max(2 * opts.workers, 2 * opts.batch_size)
             clips = prefetch_clips(tasks, opts, depth, threads=opts.workers)
-            while True:
-                t_wait = time.perf_counter()
-                batch_clips = []
-                for clip in clips:
-                    times.decode += clip.seconds
-                    if clip.video is None:
-                        emit(Encoded.load_failure(clip))
-                        continue
-                    batch_clips.append(clip)
-                    if len(batch_clips) == opts.batch_size or (
-                        batch_clips and batch_clips[0].task.bucket != clip.task.bucket
-                    ):
-                        break
-                times.model_wait += time.perf_counter() - t_wait
-                if not batch_clips:
-                    break
-                for batch in iter_batches(batch_clips, opts.batch_size):
-                    for out in encode_clips(batch, encoder):
-                        emit(out)
+            for out in encode_loaded(clips, encoder, opts.batch_size, times):
+                emit(out)
                 if progress:
                     times.wall = time.perf_counter() - start
                     progress(result)
@@ -205,3 +127,22 @@ def run_local(
         raise writer.error
     return result
 
+
+
+class LocalBackend(Backend):
+    """This machine: :func:`run_local` (decode threads, the model here, one writer thread)."""
+
+    def __init__(self, opts: EncodeOptions) -> None:
+        super().__init__(opts)
+        self.encoder: LatentEncoder | None = None
+
+    def prepare(self, model: WFVAE) -> None:
+        """Put the model on its device in its precision (a device this machine lacks fails here)."""
+        self.encoder = LatentEncoder(model, self.opts)
+
+    def run(self, store: LatentStore, tasks: list[Task], progress: ProgressFn | None = None) -> RunResult:
+        if self.encoder is None:
+            raise RuntimeError("LocalBackend.run() before prepare()")
+        if not tasks:
+            return RunResult()
+        return run_local(store, tasks, self.encoder, self.opts, progress)

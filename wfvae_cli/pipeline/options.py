@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wfvae_cli.dtypes import DTYPE_NAMES, STORE_DTYPES, check_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import ClipSpec, auto_buckets
 
 ComputeDType = Literal["fp32", "bf16", "fp16"]
 StoreDType = Literal["fp16", "fp32"]
-STORE_DTYPES = {"fp16": "float16", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,8 @@ class EncodeOptions:
             raise WfvaeError(f"--num-gpus-per-worker {self.num_gpus_per_worker}: must be >= 0")
         if self.decode_cpus is not None and self.decode_cpus < 0:
             raise WfvaeError(f"--decode-cpus {self.decode_cpus}: must be >= 0")
-        if self.dtype not in ("fp32", "bf16", "fp16"):
-            raise WfvaeError(f"--dtype {self.dtype!r}: use fp32, bf16 or fp16")
-        if self.store_dtype not in STORE_DTYPES:
-            raise WfvaeError(f"--store-dtype {self.store_dtype!r}: use fp16 or fp32 (bfloat16 is not a Zarr type)")
+        check_dtype(self.dtype, "--dtype", DTYPE_NAMES)
+        check_dtype(self.store_dtype, "--store-dtype", STORE_DTYPES, why="bfloat16 is not a Zarr type")
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1")
         if self.decode_timeout is not None and self.decode_timeout <= 0:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli.dtypes import STORE_DTYPES
+from wfvae_cli.errors import one_line
 from wfvae_cli.io import (
     ClipPlanError,
     VideoDecodeError,
@@ -25,7 +26,7 @@ from wfvae_cli.io import (
     probe,
 )
 from wfvae_cli.model.config import WFVAEConfig
-from wfvae_cli.pipeline.options import STORE_DTYPES, EncodeOptions
+from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import BucketPlan, SampleRecord, default_shard_size
 
 
@@ -66,11 +67,6 @@ def _target_size(opts: EncodeOptions, width: int, height: int) -> tuple[int, int
     return choose_bucket(width, height, list(opts.buckets))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, WfvaeError) else f"{type(exc).__name__}: {text}"
-
-
 def plan_dataset(
     opts: EncodeOptions,
     config: WFVAEConfig,
@@ -86,7 +82,7 @@ def plan_dataset(
         try:
             return probe(source.path, timeout=opts.decode_timeout), None
         except Exception as exc:  # one bad file must never stop planning
-            return None, _one_line(exc)
+            return None, one_line(exc, limit=1000)
 
     rows: dict[str, list[SampleRecord]] = {}
     videos = 0
@@ -100,7 +96,7 @@ def plan_dataset(
             try:
                 clips = plan_clips(info, spec, source.start, source.end)
             except (ClipPlanError, VideoDecodeError) as exc:
-                rejected.append((source.path, _one_line(exc)))
+                rejected.append((source.path, one_line(exc, limit=1000)))
                 continue
             if not clips:
                 rejected.append((source.path, f"no clip of {opts.frames} frames fits"))

@@ -1,30 +1,33 @@
-"""The stages every backend runs: load a clip (decode + transform), encode a batch, produce store rows.
+"""The stages every backend runs: decode (load + transform) clips, batch them, encode, produce store rows.
 
-They are plain functions/classes with no threading of their own, so the local executor and the Ray
-backend compose the same code: both turn clips into :class:`Encoded` outcomes with :func:`encode_clips`
-(or :func:`encode_whole`) and differ only in where decoding runs and who owns the shard being written.
+    tasks --prefetch_clips / Ray decode tasks--> LoadedClip --encode_loaded: iter_batches + encode_clips--> Encoded
+
+They are plain functions/classes (the only threads are :func:`prefetch_clips`' decode pool), so the local
+executor and the Ray backend compose the same code: both feed decoded clips to :func:`encode_loaded` (or
+each task to :func:`encode_whole`) and write the :class:`Encoded` outcomes; they differ only in where
+decoding runs and who owns the shard being written (see :mod:`wfvae_cli.pipeline.backend`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli import faults
+from wfvae_cli.dtypes import torch_dtype
+from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
 from wfvae_cli.model import WFVAE, DiagonalGaussian
+from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
-
-#: seconds to sleep per model batch; set by tests (WFVAE_DEBUG_ENCODE_DELAY) to kill a run part-way
-_DEBUG_DELAY = float(os.environ.get("WFVAE_DEBUG_ENCODE_DELAY", "0") or 0)
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,34 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
     error = "not attempted"
     for _ in range(retries + 1):
         try:
-            frames = read_frames(task.record.source, np.asarray(task.record.frame_indices), timeout=opts.decode_timeout, threads=1)
+            indices = np.asarray(task.record.frame_indices)
+            frames = read_frames(task.record.source, indices, timeout=opts.decode_timeout, threads=1)
             video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]
             return LoadedClip(task, video, seconds=time.perf_counter() - t0)
         except Exception as exc:  # per-sample errors never stop the job
-            error = " ".join(str(exc).split()) if isinstance(exc, WfvaeError) else f"{type(exc).__name__}: {exc}"
-    return LoadedClip(task, None, error=error[:500], seconds=time.perf_counter() - t0)
+            error = one_line(exc, limit=500)
+    return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0)
+
+
+def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: int) -> Iterator[LoadedClip]:
+    """Load clips in order with at most ``depth`` in flight (bounded memory, ordered output).
+
+    ``threads`` decode at once: the decoders (FFmpeg via decord/PyAV) and the resize (torch) release the
+    GIL. Used by the local executor and inside Ray model workers that decode in their own process.
+    """
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wfvae-decode") as pool:
+        pending: list[Future[LoadedClip]] = []
+        it = iter(tasks)
+        for task in it:
+            pending.append(pool.submit(load_clip, task, opts))
+            if len(pending) >= depth:
+                break
+        while pending:
+            clip = pending.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(load_clip, nxt, opts))
+            yield clip
 
 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
@@ -79,7 +104,7 @@ class LatentEncoder:
         self.model = model
         self.opts = opts
         self.device = torch.device(opts.device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.dtype]
+        self.dtype = torch_dtype(opts.dtype)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise WfvaeError(f"--device {opts.device}: CUDA is not available on this machine; use --device cpu")
         # On GPU, low precision runs under autocast (weights stay fp32); on CPU the model is cast.
@@ -107,8 +132,7 @@ class LatentEncoder:
     @torch.inference_mode()
     def encode_batch(self, clips: list[LoadedClip]) -> list[dict[str, np.ndarray]]:
         """Encode clips of one bucket together; returns one dict of arrays per clip."""
-        if _DEBUG_DELAY:  # test hook: make a tiny model slow enough to be killed mid-run
-            time.sleep(_DEBUG_DELAY)
+        faults.encode_delay()  # test hook: make a tiny model slow enough to be killed mid-run
         video = torch.stack([c.video for c in clips]).to(self.device, self.input_dtype)  # type: ignore[misc]
         return self._rows([c.task for c in clips], self._posterior(video))
 
@@ -170,7 +194,7 @@ def iter_batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[Loaded
 
 
 def _model_error(exc: BaseException) -> str:
-    return f"model error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    return f"model error: {one_line(exc, limit=487)}"
 
 
 def encode_clips(batch: list[LoadedClip], encoder: LatentEncoder) -> list[Encoded]:
@@ -193,14 +217,52 @@ def encode_clips(batch: list[LoadedClip], encoder: LatentEncoder) -> list[Encode
     return [Encoded(clip.task, arrays, "", share) for clip, arrays in zip(batch, rows, strict=True)]
 
 
+def encode_loaded(
+    clips: Iterable[LoadedClip],
+    encoder: LatentEncoder,
+    batch_size: int,
+    times: StageTimes,
+    before_batch: Callable[[list[LoadedClip]], None] | None = None,
+) -> Iterator[Encoded]:
+    """Batch and encode decoded clips (in their order); one :class:`Encoded` per clip, failures included.
+
+    The one model loop of both executors: a clip that could not be decoded fails alone (the model never
+    sees it); the others go through :func:`iter_batches` (same bucket, up to ``batch_size``) and
+    :func:`encode_clips`. ``times.decode`` sums the clips' decode seconds and ``times.model_wait`` the time
+    spent waiting for the next decoded clip. ``before_batch`` sees every batch before it is encoded.
+    """
+    source = iter(clips)
+    failed: list[Encoded] = []
+
+    def decoded() -> Iterator[LoadedClip]:
+        while True:
+            t0 = time.perf_counter()
+            clip = next(source, None)
+            times.model_wait += time.perf_counter() - t0
+            if clip is None:
+                return
+            times.decode += clip.seconds
+            if clip.video is None:
+                failed.append(Encoded.load_failure(clip))
+                continue
+            yield clip
+
+    for batch in iter_batches(decoded(), batch_size):
+        yield from failed  # the clips that failed to load while this batch filled up, in order
+        failed.clear()
+        if before_batch is not None:
+            before_batch(batch)
+        yield from encode_clips(batch, encoder)
+    yield from failed
+
+
 def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:
     """``--clip-mode full``: stream one whole video through the Causal Cache; any error fails this video only."""
     t0 = time.perf_counter()
     try:
         arrays = encoder.encode_stream(task)
     except Exception as exc:  # decode or model error of this one video
-        message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
-        return Encoded(task, None, message, time.perf_counter() - t0)
+        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0)
     return Encoded(task, arrays, "", time.perf_counter() - t0)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from wfvae_cli.errors import one_line
 from wfvae_cli.store.layout import Status
 from wfvae_cli.store.meta import StoreMeta
 from wfvae_cli.store.store import LatentStore, open_store
@@ -95,10 +96,6 @@ class StoreSummary:
         return out
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
-
-
 def _counts(store: LatentStore, bucket: str) -> StatusCounts:
     return StatusCounts(**store.counts(bucket))
 
@@ -122,7 +119,7 @@ def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[Samp
                 try:
                     values[int(r)] = np.asarray(arr[int(r)])
                 except Exception as exc:
-                    problems.setdefault(int(r), f"{name} unreadable ({_one_line(exc)})")
+                    problems.setdefault(int(r), f"{name} unreadable ({one_line(exc, limit=200)})")
         for r, value in values.items():
             if not np.isfinite(value).all():
                 problems.setdefault(r, f"{name} has NaN/Inf values or a missing chunk")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wfvae_cli.errors import CheckpointError, WfvaeError
+from wfvae_cli.errors import CheckpointError, WfvaeError, one_line
 
 FORMAT = "wfvae-train/1"
 CKPT_GLOB = "step_*.pt"
@@ -82,7 +82,8 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
@@ -104,12 +105,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True``; a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (training checkpoints are output_dir/checkpoints/step_*.pt)")
+        raise CheckpointError(
+            f"{path}: checkpoint not found (training checkpoints are output_dir/checkpoints/step_*.pt)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            f"{path}: cannot read the checkpoint ({one_line(exc, limit=160)})"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(

@@ -44,7 +44,9 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     device = torch.device(preference)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise WfvaeError(f"device = {preference!r} but CUDA is not available here; use device = \"auto\" or \"cpu\"")
+            raise WfvaeError(
+                f"device = {preference!r} but CUDA is not available here; use device = \"auto\" or \"cpu\""
+            )
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device

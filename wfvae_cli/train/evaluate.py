@@ -29,7 +29,9 @@ def pool_baseline(video: torch.Tensor, t_factor: int = 4, s_factor: int = 8, mod
     """
     b, c, t, h, w = video.shape
     if (t - 1) % t_factor or h % s_factor or w % s_factor:
-        raise ValueError(f"pool_baseline needs T = {t_factor}k+1 and H, W multiples of {s_factor}, got {tuple(video.shape)}")
+        raise ValueError(
+            f"pool_baseline needs T = {t_factor}k+1 and H, W multiples of {s_factor}, got {tuple(video.shape)}"
+        )
     first = video[:, :, :1]
     rest = video[:, :, 1:].reshape(b, c, (t - 1) // t_factor, t_factor, h, w).mean(dim=3)
     groups = torch.cat([first, rest], dim=2)  # (B, C, 1 + k, H, W)

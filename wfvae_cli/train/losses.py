@@ -99,7 +99,9 @@ def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kin
 
 
 # ================================================================================================ G
-def wavelet_loss(enc_l1: torch.Tensor, dec_l1: torch.Tensor, enc_l2: torch.Tensor, dec_l2: torch.Tensor) -> torch.Tensor:
+def wavelet_loss(
+    enc_l1: torch.Tensor, dec_l1: torch.Tensor, enc_l2: torch.Tensor, dec_l2: torch.Tensor
+) -> torch.Tensor:
     """WL loss (paper Eq. 6, official scaling): ``Σ|enc_l1 − dec_l1| / B + Σ|enc_l2 − dec_l2| / B``.
 
     ``enc_l*`` are the encoder's wavelet coefficients of the input (12-channel 2D Haar of the LLL band,

@@ -27,15 +27,17 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.model import WFVAE, WFVAEConfig, load_model
 from wfvae_cli.train import checkpoint as ckpt_io
@@ -77,6 +79,25 @@ class TrainResult:
     last_eval: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class TrainProgress:
+    """One progress report of a training run (rank 0 only), for a progress bar or a dashboard.
+
+    ``event`` is ``start`` (before the first step), ``step`` (after every optimizer step; ``stats`` are that
+    step's losses), ``eval`` (``stats`` are the evaluation metrics) or ``end``. The trainer renders nothing
+    itself: the CLI draws a Rich bar from these, a notebook or a job runner can do what it likes.
+    """
+
+    event: Literal["start", "step", "eval", "end"]
+    step: int
+    total: int
+    stats: dict[str, float] = field(default_factory=dict)
+    clips_per_s: float = 0.0
+
+
+TrainProgressFn = Callable[[TrainProgress], None]
+
+
 class _Sinks:
     """metrics.jsonl (always, rank 0), plus TensorBoard / W&B when the recipe asks and they are installed."""
 
@@ -92,21 +113,29 @@ class _Sinks:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise recipe.error("log.tensorboard", "tensorboard is not installed; pip install tensorboard, or set it to false") from None
+                raise recipe.error(
+                    "log.tensorboard", "tensorboard is not installed; pip install tensorboard, or set it to false"
+                ) from None
             self.tb = SummaryWriter(str(out / "tensorboard"))
         if recipe.log.wandb:
             try:
                 import wandb
             except ImportError:
-                raise recipe.error("log.wandb", "wandb is not installed; pip install wandb, or set it to false") from None
-            self.wandb = wandb.init(project=recipe.log.wandb_project, name=recipe.name or None, config=recipe_to_dict(recipe), dir=str(out))
+                raise recipe.error(
+                    "log.wandb", "wandb is not installed; pip install wandb, or set it to false"
+                ) from None
+            self.wandb = wandb.init(
+                project=recipe.log.wandb_project, name=recipe.name or None, config=recipe_to_dict(recipe), dir=str(out)
+            )
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
         assert self.jsonl is not None
         self.jsonl.write(json.dumps({"kind": kind, "step": step, "time": round(time.time(), 3), **values}) + "\n")
-        numeric = {f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            f"{kind}/{k}": v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if self.tb is not None:
             for k, v in numeric.items():
                 self.tb.add_scalar(k, v, step)
@@ -137,12 +166,12 @@ class Trainer:
         ctx: dist_utils.DistContext | None = None,
         perceptual: nn.Module | None = None,
         resume: str | Path | bool | None = None,
-        progress: bool = False,
+        progress: TrainProgressFn | None = None,
     ) -> None:
         self.recipe = recipe
         self.ctx = ctx or dist_utils.setup(recipe.device)
         self.device = self.ctx.device
-        self.show_progress = progress and self.ctx.is_main
+        self.progress = progress if self.ctx.is_main else None
         self.out = Path(recipe.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.step = 0
@@ -171,7 +200,9 @@ class Trainer:
         # ---- optimisation
         o = recipe.optim
         self.gen_params = [p for p in self.vae.parameters() if p.requires_grad]
-        self.gen_opt = torch.optim.AdamW(self.gen_params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        self.gen_opt = torch.optim.AdamW(
+            self.gen_params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
         self.disc_opt = None
         if self.disc is not None:
             d_lr = recipe.loss.discriminator.lr or o.lr
@@ -222,8 +253,10 @@ class Trainer:
         if p == "fp32":
             return None
         if not cuda:
-            raise self.recipe.error("precision", f'"{p}" autocast is for CUDA devices; this run is on the CPU: use "auto" or "fp32"')
-        return torch.bfloat16 if p == "bf16" else torch.float16
+            raise self.recipe.error(
+                "precision", f'"{p}" autocast is for CUDA devices; this run is on the CPU: use "auto" or "fp32"'
+            )
+        return torch_dtype(p, "precision")
 
     def _build_vae(self) -> WFVAE:
         m, r = self.recipe.model, self.recipe
@@ -237,10 +270,15 @@ class Trainer:
         if m.init is not None:
             vae = load_model(m.init, ema=m.init_ema)
             if wanted is not None and vae.config != wanted:
-                diff = [k for k, v in wanted.__dict__.items() if getattr(vae.config, k) != v and k not in ("scale", "shift")]
+                diff = [
+                    k for k, v in wanted.__dict__.items() if getattr(vae.config, k) != v and k not in ("scale", "shift")
+                ]
                 if diff:
                     key = "model.preset" if m.preset is not None else "model.config"
-                    raise r.error(key, f"the architecture differs from model.init {m.init} in {', '.join(diff)}; drop {key} or fix it")
+                    raise r.error(
+                        key,
+                        f"the architecture differs from model.init {m.init} in {', '.join(diff)}; drop {key} or fix it",
+                    )
         else:
             assert wanted is not None
             with torch.random.fork_rng(devices=[]):
@@ -268,7 +306,8 @@ class Trainer:
             self.disc.load_state_dict(state)
         except RuntimeError as exc:
             raise self.recipe.error(
-                "model.init_discriminator", f"{path}: discriminator does not match loss.discriminator ({str(exc)[:120]})"
+                "model.init_discriminator",
+                f"{path}: discriminator does not match loss.discriminator ({str(exc)[:120]})",
             ) from exc
 
     def _build_perceptual(self, injected: nn.Module | None) -> nn.Module | None:
@@ -327,7 +366,9 @@ class Trainer:
                     raise r.error("eval.lpips", f"{exc}; or set eval.lpips = \"auto\"") from None
                 log.info("eval: LPIPS skipped (%s)", exc)
         self.eval_model = copy.deepcopy(self.vae).eval().requires_grad_(False)
-        return Evaluator(dataset, batch_size=ev.batch_size, lpips=lpips, save_videos=ev.save_videos, out_dir=self.out / "eval")
+        return Evaluator(
+            dataset, batch_size=ev.batch_size, lpips=lpips, save_videos=ev.save_videos, out_dir=self.out / "eval"
+        )
 
     # ================================================================================ steps
     def _autocast(self):
@@ -368,7 +409,8 @@ class Trainer:
         for micro, video in enumerate(batches):
             video = video.to(self.device, non_blocking=True)
             last = micro == self.plan.accum - 1
-            sync = contextlib.nullcontext() if last or not isinstance(self.gen, DistributedDataParallel) else self.gen.no_sync()
+            plain = last or not isinstance(self.gen, DistributedDataParallel)
+            sync = contextlib.nullcontext() if plain else self.gen.no_sync()
             with sync, self._autocast():
                 recon, posterior, coeffs = self.gen(video, sample_posterior=True, generator=self._noise(micro))
                 terms = generator_loss(
@@ -430,7 +472,9 @@ class Trainer:
         last_eval: dict[str, float] = {}
         window: dict[str, list[float]] = {}
         steps_done, window_start, paused = 0, time.perf_counter(), 0.0  # paused: eval/checkpoint time
-        progress = self._progress()
+        progress = self.progress
+        if progress is not None:
+            progress(TrainProgress("start", self.step, s.steps))
         if self.ctx.is_main:
             self.sinks.write("start", self.step, self._run_facts())
         if s.eval_at_start and self.step == 0:
@@ -455,7 +499,7 @@ class Trainer:
                     window.setdefault(k, []).append(v)
                 if progress is not None:
                     rate = steps_done * r.data.batch_size / max(1e-9, time.perf_counter() - window_start - paused)
-                    progress.update(self._bar, completed=self.step, info=f"{self._short(stats)} {rate:.3g} clips/s")
+                    progress(TrainProgress("step", self.step, s.steps, stats, rate))
                 if self.step % s.log_every == 0 or self.step == s.steps:
                     elapsed = time.perf_counter() - window_start - paused
                     row = {k: float(np.mean(v)) for k, v in window.items()}
@@ -472,13 +516,13 @@ class Trainer:
                 if self.step % s.eval_every == 0 or self.step == s.steps:
                     last_eval = self._evaluate() or last_eval
                     if progress is not None and last_eval:
-                        progress.console.print(f"step {self.step}: " + self._short(last_eval))
+                        progress(TrainProgress("eval", self.step, s.steps, last_eval))
                 if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                     last_ckpt = self.save_checkpoint() or last_ckpt
                 paused += time.perf_counter() - t0
         finally:
             if progress is not None:
-                progress.stop()
+                progress(TrainProgress("end", self.step, s.steps, self.last_train))
             self.sinks.close()
         return TrainResult(self.step, self.out, last_ckpt, self.last_train, last_eval)
 
@@ -494,30 +538,7 @@ class Trainer:
 
     @staticmethod
     def _short(stats: dict[str, float]) -> str:
-        keys = ("loss", "rec", "kl", "wl", "g_adv", "d_loss", "psnr", "ema/psnr", "clips_per_s")
-        return " ".join(f"{k}={stats[k]:.4g}" for k in keys if k in stats)
-
-    def _progress(self):
-        if not self.show_progress:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        from wfvae_cli.cli.options import err_console
-
-        progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=err_console,
-        )
-        progress.start()
-        self._bar = progress.add_task("train", total=self.recipe.schedule.steps, completed=self.step, info="")
-        return progress
+        return short_stats(stats)
 
     # ================================================================================ eval / ckpt
     def _evaluate(self) -> dict[str, float]:
@@ -561,7 +582,9 @@ class Trainer:
             },
             "scaler_state": self.scaler.state_dict(),
             "rng_state": ckpt_io.capture_rng(),
-            "sampler_state": {"next_step": self.step, "seed": self.recipe.seed, "batch_size": self.recipe.data.batch_size},
+            "sampler_state": {
+                "next_step": self.step, "seed": self.recipe.seed, "batch_size": self.recipe.data.batch_size
+            },
             "recipe": recipe_to_dict(self.recipe),
             "config": self.vae.config.to_dict(),
             "world_size": self.ctx.world_size,
@@ -584,16 +607,22 @@ class Trainer:
     def _resume(self, resume: str | Path | bool) -> None:
         path = ckpt_io.latest_checkpoint(self.ckpt_dir) if resume is True else Path(resume)
         if path is None:
-            raise WfvaeError(f"--resume: no checkpoint in {self.ckpt_dir}; start without --resume (or pass --resume-from PATH)")
+            raise WfvaeError(
+                f"--resume: no checkpoint in {self.ckpt_dir}; start without --resume (or pass --resume-from PATH)"
+            )
         ckpt = ckpt_io.load_checkpoint(path)
         stored = recipe_from_dict(ckpt["recipe"], path=f"{path}:recipe")
         changed = _recipe_diff(stored, self.recipe)
         if changed:
             log.warning("resuming %s with a changed recipe: %s", path, ", ".join(changed))
         if ckpt.get("world_size", 1) != self.ctx.world_size:
-            log.warning("resuming on %d devices, checkpoint written on %d", self.ctx.world_size, ckpt.get("world_size", 1))
+            log.warning(
+                "resuming on %d devices, checkpoint written on %d", self.ctx.world_size, ckpt.get("world_size", 1)
+            )
         if self.vae.config.to_dict() != ckpt["config"]:
-            raise WfvaeError(f"{path}: the checkpoint's model config differs from the recipe's model; resume with the same recipe")
+            raise WfvaeError(
+                f"{path}: the checkpoint's model config differs from the recipe's model; resume with the same recipe"
+            )
         self.vae.load_state_dict(ckpt["state_dict"]["gen_model"])
         if self.disc is not None:
             if not ckpt["state_dict"]["dics_model"]:
@@ -614,6 +643,12 @@ class Trainer:
         ckpt_io.restore_rng(ckpt["rng_state"])
         self.step = int(ckpt["sampler_state"]["next_step"])
         self.resumed_from = path
+
+
+def short_stats(stats: dict[str, float]) -> str:
+    """The headline numbers of a train or eval row, for one log line (``loss=0.12 psnr=31.2 ...``)."""
+    keys = ("loss", "rec", "kl", "wl", "g_adv", "d_loss", "psnr", "ema/psnr", "clips_per_s")
+    return " ".join(f"{k}={stats[k]:.4g}" for k in keys if k in stats)
 
 
 def _recipe_diff(a: Recipe, b: Recipe) -> list[str]:
@@ -637,12 +672,13 @@ def train(
     *,
     resume: str | Path | bool | None = None,
     perceptual: nn.Module | None = None,
-    progress: bool = False,
+    progress: TrainProgressFn | None = None,
     ctx: dist_utils.DistContext | None = None,
 ) -> TrainResult:
     """Build a :class:`Trainer` and run it (the library entry point behind ``wfvae train``).
 
     With ``resume`` the checkpoint's weights replace whatever ``model.init`` loaded (init only shapes the
-    first run of a stage).
+    first run of a stage). ``progress`` receives :class:`TrainProgress` reports on rank 0; without it the
+    trainer logs a line every ``schedule.log_every`` steps (``logging``, logger ``wfvae_cli.train``).
     """
     return Trainer(recipe, ctx=ctx, perceptual=perceptual, resume=resume, progress=progress).fit()
