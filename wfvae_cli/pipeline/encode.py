@@ -11,7 +11,7 @@ from wfvae_cli import __version__
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import discover_videos
 from wfvae_cli.model import LatentNormalizer, load_model
-from wfvae_cli.model.model import WFVAE
+from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.local import ProgressFn, RunResult, run_local
 from wfvae_cli.pipeline.options import STORE_DTYPES, EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset

@@ -53,7 +53,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.model.model import WFVAE
+from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.local import ProgressFn, RunResult, StageTimes, prefetch_clips
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan
