@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wfvae_cli.model.model import WFVAE
+from wfvae_cli.model.autoencoder import WFVAE
 
 
 def nonlinearity(x):  # the official swish: two ops and a temporary, not F.silu

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from wfvae_cli import load_model
-from wfvae_cli.model import WFVAE, native, products, winograd
+from wfvae_cli.model import WFVAE
+from wfvae_cli.model.fastconv import native, products, winograd
 from wfvae_cli.model.layers import CausalConv3d, ResnetBlock2D, ResnetBlock3D, _use_winograd
 
 from .conftest import GOLDEN, tiny_config, tiny_model

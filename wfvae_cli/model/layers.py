@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wfvae_cli.model import winograd
 from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frame_range, frames
+from wfvae_cli.model.fastconv import winograd
 
 #: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(2x2,3x3) when the
 #: compiled kernels are available and measured faster here, else direct), "direct" (the framework's

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from wfvae_cli.errors import CheckpointError, OfflineError
+from wfvae_cli.model.autoencoder import CONFIG_NAME, WEIGHTS_NAME, WFVAE
 from wfvae_cli.model.config import BUNDLED_PRESETS, WFVAEConfig, bundled_dir, preset_config, preset_names
-from wfvae_cli.model.model import CONFIG_NAME, WEIGHTS_NAME, WFVAE
 from wfvae_cli.model.wavelets import HAAR2D_NAMES, HAAR3D_NAMES
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

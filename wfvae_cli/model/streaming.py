@@ -29,7 +29,7 @@ from wfvae_cli.model.cache import CausalCache
 from wfvae_cli.model.distribution import DiagonalGaussian
 
 if TYPE_CHECKING:
-    from wfvae_cli.model.model import WFVAE
+    from wfvae_cli.model.autoencoder import WFVAE
 
 LengthPolicy = Literal["error", "trim", "pad"]
 LENGTH_POLICIES = ("error", "trim", "pad")

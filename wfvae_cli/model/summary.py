@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wfvae_cli.model.model import WFVAE
+from wfvae_cli.model.autoencoder import WFVAE
 
 
 def model_summary(model: WFVAE, frames: int = 33, height: int = 256, width: int = 256) -> dict[str, Any]:

@@ -134,8 +134,8 @@ def export_checkpoint(
     from safetensors.torch import save_file
 
     from wfvae_cli.model import WFVAE, WFVAEConfig
+    from wfvae_cli.model.autoencoder import CONFIG_NAME, WEIGHTS_NAME
     from wfvae_cli.model.loading import _is_wavelet_constant
-    from wfvae_cli.model.model import CONFIG_NAME, WEIGHTS_NAME
 
     ckpt = load_checkpoint(checkpoint)
     config = WFVAEConfig.from_dict(ckpt["config"], source=f"{checkpoint}:config")

@@ -105,7 +105,7 @@ def library() -> ctypes.CDLL | None:
     if compiler is None:
         log.info("no C compiler found: Winograd convolutions disabled (set CC to enable)")
         return None
-    source = (resources.files("wfvae_cli.model") / "kernels" / SOURCE).read_text()
+    source = (resources.files("wfvae_cli.model.fastconv") / "kernels" / SOURCE).read_text()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([source, compiler, version, " ".join(FLAGS), _cpu_id()]).encode()).hexdigest()
     target = cache_dir() / f"winograd-{platform.machine()}-{key[:16]}.so"

@@ -12,6 +12,7 @@ from torch import nn
 from wfvae_cli.model.config import WFVAEConfig
 from wfvae_cli.model.distribution import DiagonalGaussian
 from wfvae_cli.model.layers import CONV_ALGORITHMS
+from wfvae_cli.model.networks import Decoder, Encoder
 from wfvae_cli.model.streaming import LengthPolicy, StreamDecoder, StreamEncoder, fit_length
 from wfvae_cli.model.wavelets import (
     HaarWaveletTransform2D,
@@ -19,7 +20,6 @@ from wfvae_cli.model.wavelets import (
     InverseHaarWaveletTransform2D,
     InverseHaarWaveletTransform3D,
 )
-from wfvae_cli.model.wfvae import Decoder, Encoder
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
@@ -78,7 +78,7 @@ class WFVAE(nn.Module):
 
     def set_conv_algorithm(self, algorithm: str) -> WFVAE:
         """How float32 CPU inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd
-        F(2x2,3x3) with the compiled kernels of :mod:`wfvae_cli.model.native` when they can be built,
+        F(2x2,3x3) with the compiled kernels of :mod:`wfvae_cli.model.fastconv.native` when they can be built,
         else direct), ``"direct"`` (the framework's convolution only) or ``"winograd"`` (an error if the
         kernels are unavailable). Training (gradients on), other dtypes and CUDA always run direct.
         Returns ``self``."""

@@ -25,7 +25,7 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
-from wfvae_cli.model import native
+from wfvae_cli.model.fastconv import native
 
 
 @dataclass

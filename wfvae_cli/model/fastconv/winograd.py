@@ -11,10 +11,10 @@ of 36 (2.25x fewer):
 For each of the 16 positions of a transformed tile, the sum over input channels is a matrix product
 (tiles x C_in) @ (C_in x C_out), and the temporal taps of a causal conv are the same product on the
 tiles of the frames k steps back, accumulated: batched GEMMs at the machine's peak (MKL, or oneDNN where
-that is faster: :mod:`wfvae_cli.model.products`). The transforms
+that is faster: :mod:`wfvae_cli.model.fastconv.products`). The transforms
 around them only add, subtract and halve, so the result stays within a few ulps of the direct
 convolution (in float32 it is closer to a float64 reference than oneDNN's direct algorithm is). They are
-compiled C kernels (:mod:`wfvae_cli.model.native`), one pass over memory each.
+compiled C kernels (:mod:`wfvae_cli.model.fastconv.native`), one pass over memory each.
 
 Memory stays bounded: the transformed filters are made for a block of output channels at a time
 (``FILTER_BYTES``; each weight is read once, each output written once), and the input is transformed
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch.profiler import record_function
 
-from wfvae_cli.model import native, products
+from wfvae_cli.model.fastconv import native, products
 
 #: budget for one slab's transformed input and products (besides the layer's input, output and
 #: transformed filters): large enough for efficient products, small enough to stay near the caches;
@@ -51,7 +51,7 @@ Norm = tuple[torch.Tensor, torch.Tensor, float]
 
 
 def available() -> bool:
-    """Whether the compiled kernels can run here (see :func:`wfvae_cli.model.native.library`)."""
+    """Whether the compiled kernels can run here (see :func:`wfvae_cli.model.fastconv.native.library`)."""
     return native.library() is not None
 
 
@@ -157,7 +157,7 @@ def conv3x3(
     """
     lib = native.library()
     if lib is None:
-        raise RuntimeError("the Winograd kernels are not available (see wfvae_cli.model.native)")
+        raise RuntimeError("the Winograd kernels are not available (see wfvae_cli.model.fastconv.native)")
     kt = weight.shape[2] if weight.dim() == 5 else 1
     parts = [dense_frames(p) for p in parts if p.shape[2]]
     b, c, _, h, w = parts[0].shape
