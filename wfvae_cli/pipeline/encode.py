@@ -12,15 +12,9 @@ from wfvae_cli.dtypes import STORE_DTYPES
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import discover_videos
 from wfvae_cli.model import LatentNormalizer, load_model
-<<<<<<< HEAD
 from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
 from wfvae_cli.pipeline.options import EncodeOptions
-=======
-from wfvae_cli.model.autoencoder import WFVAE
-from wfvae_cli.pipeline.local import ProgressFn, RunResult, run_local
-from wfvae_cli.pipeline.options import STORE_DTYPES, EncodeOptions
->>>>>>> h17
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
 from wfvae_cli.pipeline.stages import Task
 from wfvae_cli.store import (
