@@ -199,8 +199,11 @@ def decode_batches(
     backend: str = "auto",
     threads: int = 0,
     fit: ResizeSpec | None = None,
+    verify: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``wanted`` (sorted, unique, non-negative) in order, in uint8 batches of ≤ ``batch``.
+
+    ``verify=False`` skips the PyAV damage check of decord/torchcodec frames (bare-decoder measurements only).
 
     ``fit`` resizes and crops each frame right after it is decoded (see :func:`~wfvae_cli.io.fit_frames`).
     With ``decord``/``torchcodec``, a stream they do not decode identically goes to PyAV, and a failure
@@ -216,6 +219,15 @@ def decode_batches(
             routed = isinstance(src, str) and identical_to_pyav(src)
         except (*_pyav.ERRORS, VideoDecodeError):
             routed = False  # PyAV below reports what is wrong with the file
+        if routed and verify:
+            # decord/torchcodec return FFmpeg's concealment as good pixels: PyAV decodes the same frames
+            # (no RGB conversion) only to check them, before any frame is delivered
+            try:
+                _pyav.verify(src, wanted, threads)
+            except VideoDecodeError:
+                raise
+            except _pyav.ERRORS as err:
+                raise _wrap(src, err) from None
         if routed:
             try:
                 for frames in module.iter_batches(src, wanted, batch, threads, fit):
