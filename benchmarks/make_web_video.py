@@ -37,7 +37,7 @@ def make_web_video(path: Path, height: int, width: int, seconds: float, fps: int
     """Write one long-GOP H.264 file of ``seconds`` at ``fps`` (yuv420p, libx264 veryfast, crf 23)."""
     image = _mosaic(height, width)
     span_y, span_x = image.shape[0] - height, image.shape[1] - width
-    n = int(round(seconds * fps))
+    n = round(seconds * fps)
     t = np.linspace(0.0, 1.0, n)
     ys = (span_y * (0.5 - 0.5 * np.cos(2 * np.pi * t))).astype(int)  # there and back again
     xs = (span_x * (t + 0.05 * np.sin(6 * np.pi * t)).clip(0, 1)).astype(int)

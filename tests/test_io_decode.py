@@ -213,3 +213,19 @@ def test_encode_options_record_the_decoder() -> None:
 
     pre = EncodeOptions(inputs=("x",), out=Path("/tmp/never.zarr")).preprocessing()
     assert pre["decoder"] == decoder_identity("auto") and pre["resize"] == decoder_identity()["resize"]
+
+
+# ----------------------------------------------------------------------------------- bare-decoder limit
+def test_raw_decode_rate_and_backend_choice(sample_clips) -> None:
+    from wfvae_cli.io import ClipSpec, bench
+
+    paths = [c.path for c in sample_clips[:2]]
+    spec = ClipSpec(frames=9, mode="uniform", clips_per_video=2)
+    assert len(bench.plan_jobs(paths, spec)) == 4
+    one = bench.raw_decode_rate(paths, spec, (32, 32), "pyav", processes=1)
+    two = bench.raw_decode_rate(paths, spec, (32, 32), "best", processes=2)
+    assert one > 0 and two > 0
+    assert bench.choose_backend(paths, spec, (32, 32)) in bench.available_backends()
+    job = bench.plan_jobs(paths, spec)[0]
+    for backend in bench.available_backends():
+        assert bench.decode_clip(job, backend, bench.ResizeSpec(32, 32)) == 9
