@@ -10,7 +10,9 @@ Every row decodes the same frames in the same process, one FFmpeg thread and one
 
 * ``v1 path``        what ``read_frames`` + ``to_model_input`` did before: PyAV from frame 0, full-size RGB,
                      float32 resize of the whole clip;
-* ``pyav``           this package now: keyframe seek by pts, rotation, per-frame uint8 resize, damage checks;
+* ``tool path``      ``read_frames(size=…, timeout=…)`` + ``to_model_input``: the pipeline's ``load_clip``
+                     (decode worker subprocess, frames over a socket);
+* ``pyav``           this package now, bare: keyframe seek by pts, rotation, per-frame uint8 resize, damage checks;
 * ``decord`` / ``torchcodec``        bare library decode + the same uint8 resize (no damage check);
 * ``… +verify``      the same plus PyAV's damage verification, as ``read_frames(backend=…)`` does it.
 
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wfvae_cli.io import _pyav, bench
+from wfvae_cli.io import _pyav, bench, read_frames, to_model_input
 from wfvae_cli.io.transform import ResizeSpec, resized_size
 
 SIZE = (512, 512)
@@ -64,6 +66,8 @@ def run(kind: str, path: str, idx: np.ndarray) -> None:
     job = bench.ClipJob(path, tuple(int(i) for i in idx))
     if kind == "v1 path":
         v1_path(path, idx)
+    elif kind == "tool path":  # what the encode pipeline's load_clip does (decode worker process, timeout)
+        to_model_input(read_frames(path, idx, timeout=120, threads=1, size=SIZE), SIZE)
     elif kind.endswith("+verify"):
         bench.decode_clip(job, kind.split("+")[0], fit, verified=True)
     else:
@@ -71,7 +75,7 @@ def run(kind: str, path: str, idx: np.ndarray) -> None:
 
 
 def kinds() -> list[str]:
-    out = ["v1 path", "pyav"]
+    out = ["v1 path", "tool path", "pyav"]
     for b in bench.available_backends()[1:]:
         out += [b, f"{b}+verify"]
     return out

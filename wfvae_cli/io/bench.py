@@ -119,7 +119,13 @@ def raw_decode_rate(
         raise WfvaeError(f"backend {backend!r} is not installed here")
     if processes < 1:
         raise WfvaeError(f"processes must be >= 1, got {processes}")
-    jobs = plan_jobs(paths, clip_spec)
+    return _rate(plan_jobs(paths, clip_spec), size, backend, processes, crop, verified, repeat)
+
+
+def _rate(
+    jobs: list[ClipJob], size: tuple[int, int], backend: str, processes: int, crop: Crop, verified: bool,
+    repeat: int,
+) -> float:
     fit = ResizeSpec(size[0], size[1], crop)
     parts = [jobs[i::processes] for i in range(processes)]
     parts = [p for p in parts if p]
@@ -149,15 +155,16 @@ def choose_backend(
     crop: Crop = "center",
     sample: int = 4,
 ) -> str:
-    """The fastest *correct* backend on a sample of ``paths``, measured once (call it once per run).
+    """The fastest *correct* backend on ``sample`` clips of the first ``sample`` files, measured once
+    (call it once per run; a few seconds).
 
     Correct means damage-checked and bit-identical: PyAV as is, decord/torchcodec with PyAV verification
     (:func:`~wfvae_cli.io.decoder_identity` of the result is what the store then records). With PyAV's
     keyframe seeking the verification alone costs about as much as PyAV's own decode, so PyAV wins unless
     a GPU decoder is far faster; measured, not assumed.
     """
-    chosen = [str(p) for p in list(paths)[: max(1, sample)]]
-    rates = {
-        b: raw_decode_rate(chosen, clip_spec, size, b, 1, crop=crop, verified=True) for b in available_backends()
-    }
+    files = [str(p) for p in list(paths)[: max(1, sample)]]
+    jobs = plan_jobs(files, clip_spec)
+    jobs = [jobs[i] for i in np.linspace(0, len(jobs) - 1, min(sample, len(jobs))).round().astype(int)]
+    rates = {b: _rate(jobs, size, b, 1, crop, True, 1) for b in available_backends()}
     return max(rates, key=lambda b: (rates[b], b == "pyav"))
