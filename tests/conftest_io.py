@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 
-from wfvae_cli.io.samples import make_bad_inputs, make_sample_clips
+from wfvae_cli.io.samples import make_bad_inputs, make_hard_inputs, make_sample_clips
 
 # (H, W): square, landscape, portrait, odd (4:4:4). Small, so that decoding every frame stays cheap.
 CLIP_SIZES = [(64, 64), (72, 128), (128, 80), (97, 175)]
@@ -40,3 +40,9 @@ def sample_clips(tmp_path_factory: pytest.TempPathFactory) -> list[SampleClip]:
 @pytest.fixture(scope="session")
 def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_bad_inputs(tmp_path_factory.mktemp("io_bad"))
+
+
+@pytest.fixture(scope="session")
+def hard_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Damaged, rotated, 10-bit, odd-size 4:2:0 and long-GOP clips (see ``make_hard_inputs``)."""
+    return make_hard_inputs(tmp_path_factory.mktemp("io_hard"))

@@ -27,17 +27,18 @@ def ramp(t: int, h: int, w: int) -> np.ndarray:
 
 def test_center_crop_matches_a_hand_computed_case() -> None:
     # 16x32 → 8x8: scale max(8/16, 8/32) = 0.5 → 8x16, crop columns 4..11. Halving with the antialiased
-    # (triangle) filter maps a linear ramp to 2j + 0.5 away from the edges, so the kept columns read 8.5 … 22.5.
+    # (triangle) filter maps a linear ramp to 2j + 0.5 away from the edges, so the kept columns read 8.5 … 22.5,
+    # rounded half up to uint8 (resize version 2 resizes in uint8): 9 … 23.
     x = to_model_input(ramp(2, 16, 32), (8, 8))
     assert x.shape == (3, 2, 8, 8) and x.dtype == torch.float32
-    expected = (2 * torch.arange(4, 12, dtype=torch.float32) + 0.5) / 127.5 - 1
+    expected = torch.floor(2 * torch.arange(4, 12, dtype=torch.float32) + 0.5 + 0.5) / 127.5 - 1
     torch.testing.assert_close(x, expected.expand(3, 2, 8, 8), rtol=0, atol=1e-5)
 
 
 def test_crop_none_distorts_instead_of_cutting() -> None:
-    # 16x32 → 8x8 without crop: columns shrink by 4 → 4j + 1.5 (interior columns 1..6)
+    # 16x32 → 8x8 without crop: columns shrink by 4 → 4j + 1.5 (interior columns 1..6), rounded to uint8
     x = to_model_input(ramp(1, 16, 32), (8, 8), crop="none")
-    expected = (4 * torch.arange(1, 7, dtype=torch.float32) + 1.5) / 127.5 - 1
+    expected = torch.floor(4 * torch.arange(1, 7, dtype=torch.float32) + 1.5 + 0.5) / 127.5 - 1
     torch.testing.assert_close(x[0, 0, 3, 1:7], expected, rtol=0, atol=1e-5)
 
 

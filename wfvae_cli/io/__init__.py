@@ -9,8 +9,8 @@ Typical flow (what the encode pipeline does per video)::
     for src in found.sources:
         info = probe(src.path, timeout=30)                                  # VideoDecodeError if broken
         for clip in plan_clips(info, spec, src.start, src.end):            # ClipPlanError if too short
-            frames = read_frames(src.path, clip.indices, timeout=30)        # uint8 (T, H, W, 3)
-            x = to_model_input(frames, (256, 256))                          # float (3, T, 256, 256) in [-1, 1]
+            frames = read_frames(src.path, clip.indices, timeout=30, size=(256, 256))  # uint8 (T, 256, 256, 3)
+            x = to_model_input(frames)                                      # float (3, T, 256, 256) in [-1, 1]
 
 The rules (manifest columns, index formulas, crop and bucket choice, backends, timeouts) are in docs/io.md.
 """
@@ -25,27 +25,40 @@ from wfvae_cli.io.discover import (
     VideoSource,
     discover_videos,
 )
-from wfvae_cli.io.errors import ClipPlanError, VideoDecodeError
+from wfvae_cli.io.errors import ClipPlanError, DamagedVideoError, VideoDecodeError
 from wfvae_cli.io.samples import make_bad_inputs, make_sample_clips, write_video
 from wfvae_cli.io.sampling import Clip, ClipSpec, plan_clips
 from wfvae_cli.io.transform import (
+    RESIZE_VERSION,
     ResizeSpec,
     auto_buckets,
     choose_bucket,
+    fit_frames,
     resize_crop,
     resized_size,
     to_model_input,
 )
-from wfvae_cli.io.video import BACKENDS, Backend, VideoInfo, iter_frames, probe, read_frames
+from wfvae_cli.io.video import (
+    BACKENDS,
+    Backend,
+    VideoInfo,
+    decoder_identity,
+    iter_frames,
+    probe,
+    read_frames,
+    resolve_backend,
+)
 
 __all__ = [
     "BACKENDS",
     "MANIFEST_EXTENSIONS",
+    "RESIZE_VERSION",
     "VIDEO_EXTENSIONS",
     "Backend",
     "Clip",
     "ClipPlanError",
     "ClipSpec",
+    "DamagedVideoError",
     "Discovery",
     "ResizeSpec",
     "Skipped",
@@ -54,7 +67,9 @@ __all__ = [
     "VideoSource",
     "auto_buckets",
     "choose_bucket",
+    "decoder_identity",
     "discover_videos",
+    "fit_frames",
     "iter_frames",
     "make_bad_inputs",
     "make_sample_clips",
@@ -63,6 +78,7 @@ __all__ = [
     "read_frames",
     "resize_crop",
     "resized_size",
+    "resolve_backend",
     "to_model_input",
     "write_video",
 ]

@@ -1,12 +1,21 @@
-"""In-process probing and decoding with backend selection and the decord → PyAV fallback.
+"""In-process probing and decoding: backend selection, routing, the fallback and error classification.
 
 Everything here runs in the calling process and has no deadline; :mod:`wfvae_cli.io._worker` runs the same
 functions in a subprocess when a timeout is wanted. Every failure caused by the file becomes a
-:class:`VideoDecodeError` naming it, so callers only ever catch one exception type.
+:class:`VideoDecodeError` naming it (``transient`` set for I/O trouble that a retry may cure), so callers only
+ever catch one exception type.
+
+Backends and why ``auto`` means PyAV: PyAV seeks to keyframes, resizes right after decoding and is the only
+backend that detects damaged frames (``err_detect=explode`` + ``frame.is_corrupt``); decord and torchcodec
+return FFmpeg's concealed pictures as if they were good. They are kept as explicit choices (and for the
+bare-decoder measurement in :mod:`wfvae_cli.io.bench`), restricted to the streams on which their RGB is
+bit-identical to PyAV's (8-bit 4:2:0, even size); any other stream is decoded by PyAV whatever was asked, and
+a decord/torchcodec failure part-way continues with PyAV, so one store never holds two conversions.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -14,26 +23,47 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+import av
 import numpy as np
 
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import _decord, _pyav
+from wfvae_cli.io import _decord, _pyav, _torchcodec
+from wfvae_cli.io._pyav import Source, name_of
 from wfvae_cli.io.errors import VideoDecodeError
+from wfvae_cli.io.transform import RESIZE_VERSION, ResizeSpec
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "decord", "pyav"]
-BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav")
+Backend = Literal["auto", "pyav", "decord", "torchcodec"]
+BACKENDS: tuple[str, ...] = ("auto", "pyav", "decord", "torchcodec")
+_OPTIONAL = {"decord": _decord, "torchcodec": _torchcodec}
+
+#: errno values of I/O trouble that a later retry may not meet again (flaky mounts, remote readers)
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EIO", "ETIMEDOUT", "ECONNRESET", "ECONNABORTED", "ECONNREFUSED", "EAGAIN", "ENETDOWN",
+                 "ENETUNREACH", "EHOSTUNREACH", "ESTALE", "EINTR", "ENOMEM", "EBUSY")
+    if hasattr(errno, name)
+)
+
+CONVERSION = (
+    "rgb24 by the decoder's swscale defaults (BT.601 matrix, range from the stream), display matrix applied "
+    "with rot90 before resizing; 10-bit and non-4:2:0 or odd-size streams always through PyAV"
+)
+"""How decoded pictures become RGB; recorded with the decoder identity."""
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the sampler needs to know about a video, read from its header (no pixels decoded).
+    """What the sampler needs to know about a video, read from its header (no pixels decoded but one).
 
     Frame ``i`` is taken to be shown at ``i / fps`` seconds: clip planning works on frame indices, and for a
     variable-frame-rate file ``fps`` is the average rate, so times are approximate there (indices are exact).
     ``duration`` is ``num_frames / fps`` (consistent with that model, not the container's own duration).
-    ``backend`` is the library that read the header (always PyAV, so plans do not depend on decord).
+    ``width``/``height`` are the **displayed** size (the display matrix applied: a portrait phone video
+    stored as 1920x1080 with a 90° rotation is 1080x1920 here, as the decoded frames are). ``rotation`` is
+    that counter-clockwise angle (0/90/180/270), ``pix_fmt`` the stream's pixel format. ``backend`` is the
+    library that read the header (always PyAV, so plans do not depend on which decoders are installed).
     """
 
     path: str
@@ -44,27 +74,62 @@ class VideoInfo:
     duration: float
     codec: str
     backend: str = "pyav"
+    rotation: int = 0
+    pix_fmt: str = ""
 
 
 def check_backend(backend: str) -> None:
-    """Reject an unknown backend name, or ``decord`` where it is not installed (user errors)."""
+    """Reject an unknown backend name, or an optional one that is not installed (user errors)."""
     if backend not in BACKENDS:
         raise WfvaeError(f"unknown decode backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    if backend == "decord" and not _decord.available():
+    module = _OPTIONAL.get(backend)
+    if module is not None and not module.available():
         raise WfvaeError(
-            "decode backend 'decord' is not installed here: pip install decord, or use 'auto'/'pyav'"
+            f"decode backend {backend!r} is not installed here: pip install {backend}, or use 'auto'/'pyav'"
         )
 
 
-def check_file(path: str) -> None:
+def resolve_backend(backend: str = "auto") -> str:
+    """The concrete backend a name stands for (``auto`` → ``pyav``, see the module docstring)."""
+    check_backend(backend)
+    return "pyav" if backend == "auto" else backend
+
+
+def decoder_identity(backend: str = "auto") -> dict[str, str]:
+    """What produced the pixels, for the store's preprocessing record: a resume with another is refused.
+
+    PyAV's version and its FFmpeg's libavcodec/libswscale versions are all included, since any of them can
+    change decoded or converted pixels; for decord/torchcodec their own version is added (they bundle or load
+    their own FFmpeg). ``resize`` is the resize rule's version (:data:`RESIZE_VERSION`).
+    """
+    name = resolve_backend(backend)
+    libs = av.library_versions
+    ident = {
+        "backend": name,
+        "pyav": av.__version__,
+        "libavcodec": ".".join(map(str, libs["libavcodec"])),
+        "libswscale": ".".join(map(str, libs["libswscale"])),
+        "conversion": CONVERSION,
+        "resize": RESIZE_VERSION,
+    }
+    if name in _OPTIONAL:
+        ident[name] = _OPTIONAL[name].version()
+    return ident
+
+
+def check_file(src: Source) -> None:
     """Fail fast with a specific reason before FFmpeg turns it into a generic "Invalid data"."""
+    if not isinstance(src, str):
+        return  # a file-like object: the caller opened it, FFmpeg reports what is wrong with its bytes
+    path = src
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise VideoDecodeError(f"{path}: no such file; check the path or remove it from the inputs") from None
     except OSError as err:
         raise VideoDecodeError(
-            f"{path}: cannot be accessed ({err.strerror}); check the path and permissions"
+            f"{path}: cannot be accessed ({err.strerror}); check the path and permissions",
+            transient=err.errno in TRANSIENT_ERRNOS,
         ) from None
     if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(
@@ -80,12 +145,23 @@ def check_file(path: str) -> None:
         )
 
 
-def _wrap(path: str, err: BaseException, decord_err: BaseException | None = None) -> VideoDecodeError:
-    """Turn a library exception into a one-line VideoDecodeError naming the file and the way out."""
+def _wrap(src: Source, err: BaseException, other_err: BaseException | None = None) -> VideoDecodeError:
+    """Turn a library exception into a one-line VideoDecodeError naming the file and the way out.
+
+    An ``OSError`` with an errno of :data:`TRANSIENT_ERRNOS` (EIO, timeouts, resets: the storage, not the
+    file) is marked transient and says so; FFmpeg's own "Invalid data" and friends are permanent.
+    """
     reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    note = f"; decord also failed: {_first_line(decord_err)}" if decord_err is not None else ""
+    note = f"; the other decoder also failed: {_first_line(other_err)}" if other_err is not None else ""
+    code = getattr(err, "errno", None)
+    if isinstance(err, OSError) and not isinstance(err, av.FFmpegError) and code in TRANSIENT_ERRNOS:
+        return VideoDecodeError(
+            f"{name_of(src)}: could not be read ({reason}); an I/O error, probably transient: it is retried "
+            "on resume (or rerun with --retry-failed)",
+            transient=True,
+        )
     return VideoDecodeError(
-        f"{path}: cannot be decoded ({reason}{note}); the file is corrupt, truncated or not a video: "
+        f"{name_of(src)}: cannot be decoded ({reason}{note}); the file is corrupt, truncated or not a video: "
         "re-encode it or remove it from the inputs"
     )
 
@@ -95,49 +171,78 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def probe(path: str) -> VideoInfo:
-    """Probe ``path`` with PyAV (header only); see :class:`VideoInfo`."""
-    check_file(path)
+def probe(src: Source) -> VideoInfo:
+    """Probe ``src`` with PyAV (header and first frame); see :class:`VideoInfo`."""
+    check_file(src)
     try:
-        head = _pyav.probe(path)
+        head = _pyav.probe(src)
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:
-        raise _wrap(path, err) from None
+        raise _wrap(src, err) from None
     return VideoInfo(
-        path, head.num_frames, head.fps, head.width, head.height, head.num_frames / head.fps, head.codec
+        name_of(src), head.num_frames, head.fps, head.width, head.height, head.num_frames / head.fps,
+        head.codec, "pyav", head.rotation, head.pix_fmt,
     )
 
 
+def identical_to_pyav(src: Source) -> bool:
+    """Whether decord/torchcodec give PyAV's exact RGB on this stream: 8-bit 4:2:0 of even coded size."""
+    pix_fmt, width, height = _pyav.stream_format(src)
+    return pix_fmt in _pyav.EIGHT_BIT_420 and width % 2 == 0 and height % 2 == 0
+
+
 def decode_batches(
-    path: str, wanted: np.ndarray, batch: int, backend: str = "auto", threads: int = 0
+    src: Source,
+    wanted: np.ndarray,
+    batch: int,
+    backend: str = "auto",
+    threads: int = 0,
+    fit: ResizeSpec | None = None,
+    verify: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``wanted`` (sorted, unique, non-negative) in order, in uint8 batches of ≤ ``batch``.
 
-    With ``auto``, decord is tried first; if it cannot open the file or fails part-way, PyAV decodes the
-    frames decord had not delivered yet (both give identical pixels, so a fallback mid-video is seamless).
+    ``verify=False`` skips the PyAV damage check of decord/torchcodec frames (bare-decoder measurements only).
+
+    ``fit`` resizes and crops each frame right after it is decoded (see :func:`~wfvae_cli.io.fit_frames`).
+    With ``decord``/``torchcodec``, a stream they do not decode identically goes to PyAV, and a failure
+    part-way continues with PyAV for the frames not yet delivered (identical pixels, seamless).
     """
-    check_backend(backend)
-    check_file(path)
+    name = resolve_backend(backend)
+    check_file(src)
     done = 0
-    decord_err: BaseException | None = None
-    if backend != "pyav" and _decord.available():
+    other_err: BaseException | None = None
+    module = _OPTIONAL.get(name)
+    if module is not None:
         try:
-            for frames in _decord.iter_batches(path, wanted, batch, threads):
-                done += len(frames)
-                yield frames
-            return
-        except _decord.errors() as err:
-            if backend == "decord":
-                raise _wrap(path, err) from None
-            log.debug("decord failed on %s after %d frames, falling back to PyAV: %s", path, done, err)
-            decord_err = err
+            routed = isinstance(src, str) and identical_to_pyav(src)
+        except (*_pyav.ERRORS, VideoDecodeError):
+            routed = False  # PyAV below reports what is wrong with the file
+        if routed and verify:
+            # decord/torchcodec return FFmpeg's concealment as good pixels: PyAV decodes the same frames
+            # (no RGB conversion) only to check them, before any frame is delivered
+            try:
+                _pyav.verify(src, wanted, threads)
+            except VideoDecodeError:
+                raise
+            except _pyav.ERRORS as err:
+                raise _wrap(src, err) from None
+        if routed:
+            try:
+                for frames in module.iter_batches(src, wanted, batch, threads, fit):
+                    done += len(frames)
+                    yield frames
+                return
+            except module.errors() as err:
+                log.debug("%s failed on %s after %d frames, continuing with PyAV: %s", name, src, done, err)
+                other_err = err
     try:
-        yield from _pyav.iter_batches(path, wanted[done:], batch, threads)
+        yield from _pyav.iter_batches(src, wanted[done:], batch, threads, fit)
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:
-        raise _wrap(path, err, decord_err) from None
+        raise _wrap(src, err, other_err) from None
 
 
 def as_indices(indices: np.ndarray | list[int], *, ordered: bool = False) -> np.ndarray:
@@ -154,7 +259,9 @@ def as_indices(indices: np.ndarray | list[int], *, ordered: bool = False) -> np.
     return idx.astype(np.int64, copy=False)
 
 
-def read_local(path: str, indices: np.ndarray, backend: str = "auto", threads: int = 0) -> np.ndarray:
+def read_local(
+    src: Source, indices: np.ndarray, backend: str = "auto", threads: int = 0, fit: ResizeSpec | None = None
+) -> np.ndarray:
     """Decode frames ``indices`` (any order, repeats allowed) into one uint8 ``(T, H, W, 3)`` array.
 
     Each distinct frame is decoded once, in file order; repeats and reordering are a single gather at the end.
@@ -163,21 +270,26 @@ def read_local(path: str, indices: np.ndarray, backend: str = "auto", threads: i
     wanted, inverse = np.unique(idx, return_inverse=True)
     out: np.ndarray | None = None
     filled = 0
-    for frames in decode_batches(path, wanted, len(wanted), backend, threads):
+    for frames in decode_batches(src, wanted, len(wanted), backend, threads, fit):
         if out is None:
             if len(frames) == len(wanted):
-                out, filled = frames, len(frames)  # decord delivers everything at once: no copy
+                out, filled = frames, len(frames)  # everything at once: no copy
                 continue
             out = np.empty((len(wanted), *frames.shape[1:]), np.uint8)
         out[filled : filled + len(frames)] = frames
         filled += len(frames)
     if out is None or filled != len(wanted):
-        raise RuntimeError(f"{path}: the decoder delivered {filled} of {len(wanted)} frames")
+        raise RuntimeError(f"{name_of(src)}: the decoder delivered {filled} of {len(wanted)} frames")
     return out if len(wanted) == len(idx) and np.array_equal(wanted, idx) else out[inverse]
 
 
 def iter_local(
-    path: str, indices: np.ndarray, chunk: int, backend: str = "auto", threads: int = 0
+    src: Source,
+    indices: np.ndarray,
+    chunk: int,
+    backend: str = "auto",
+    threads: int = 0,
+    fit: ResizeSpec | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``indices`` (non-decreasing, repeats allowed) in chunks of exactly ``chunk`` (last ≤).
 
@@ -188,7 +300,7 @@ def iter_local(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     idx = as_indices(indices, ordered=True)
     wanted, pos = np.unique(idx, return_inverse=True)
-    batches = decode_batches(path, wanted, chunk, backend, threads)
+    batches = decode_batches(src, wanted, chunk, backend, threads, fit)
     buf: np.ndarray | None = None
     buf_lo = 0  # position in `wanted` of buf[0]
     try:
@@ -197,7 +309,7 @@ def iter_local(
             while buf is None or buf_lo + len(buf) <= need[-1]:
                 new = next(batches, None)
                 if new is None:
-                    raise RuntimeError(f"{path}: decoder ended before frame {int(wanted[need[-1]])}")
+                    raise RuntimeError(f"{name_of(src)}: decoder ended before frame {int(wanted[need[-1]])}")
                 buf = new if buf is None or not len(buf) else np.concatenate([buf, new])
             local = need - buf_lo
             whole = len(local) == len(buf) and np.array_equal(local, np.arange(len(buf)))

@@ -41,6 +41,7 @@ from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import _backends
 from wfvae_cli.io._backends import VideoInfo
 from wfvae_cli.io.errors import VideoDecodeError
+from wfvae_cli.io.transform import ResizeSpec
 
 STARTUP_TIMEOUT = 120.0  # seconds for a fresh worker to import the package (slow disks, loaded machines)
 _FRAME = struct.Struct("<QQ")  # header length, payload length
@@ -203,14 +204,23 @@ class DecodeWorker:
             if not ready:
                 self.kill()
                 raise VideoDecodeError(
-                    f"{path}: decoding timed out after {timeout:g} s; the file is likely corrupt "
-                    "(remove it, or raise the decode timeout)"
+                    f"{path}: decoding timed out after {timeout:g} s (a loaded machine or slow storage, or a "
+                    "file that hangs FFmpeg); retried on resume or with --retry-failed: raise the decode "
+                    "timeout if it keeps failing",
+                    transient=True,
                 )
             return _recv(self._sock)
         except (EOFError, OSError):
             self.kill()
+            code = self._proc.returncode
+            if code == -signal.SIGKILL:  # killed from outside (the OOM killer, an operator): not the file
+                raise VideoDecodeError(
+                    f"{path}: the decoder process was killed (SIGKILL, often out of memory); retried on "
+                    "resume or with --retry-failed",
+                    transient=True,
+                ) from None
             raise VideoDecodeError(
-                f"{path}: the decoder process died (exit code {self._proc.returncode}); the file probably "
+                f"{path}: the decoder process died (exit code {code}); the file probably "
                 "crashes FFmpeg: re-encode it or remove it from the inputs"
             ) from None
         except WfvaeError:
@@ -241,16 +251,20 @@ class DecodeWorker:
         msg, _ = self._reply(path, job, time.monotonic() + timeout, timeout)
         return msg[2]
 
-    def read(self, path: str, indices: np.ndarray, backend: str, threads: int, timeout: float) -> np.ndarray:
-        job = self._submit("read", path, indices, backend, threads)
+    def read(
+        self, path: str, indices: np.ndarray, backend: str, threads: int, timeout: float,
+        fit: ResizeSpec | None = None,
+    ) -> np.ndarray:
+        job = self._submit("read", path, indices, backend, threads, fit)
         msg, body = self._reply(path, job, time.monotonic() + timeout, timeout)
         return _as_frames(body, msg[2])
 
     def iter(
-        self, path: str, indices: np.ndarray, chunk: int, backend: str, threads: int, timeout: float
+        self, path: str, indices: np.ndarray, chunk: int, backend: str, threads: int, timeout: float,
+        fit: ResizeSpec | None = None,
     ) -> Iterator[np.ndarray]:
         """Stream chunks; ``timeout`` bounds the wait for each chunk, not the whole video."""
-        job = self._submit("iter", path, indices, chunk, backend, threads)
+        job = self._submit("iter", path, indices, chunk, backend, threads, fit)
         settled = False  # True once the child is idle again (or dead): nothing left to drain
         try:
             _send(self._sock, ("more", job))

@@ -22,7 +22,15 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SAMPLE_IMAGES", "make_bad_inputs", "make_sample_clips", "render_clip", "write_video"]
+__all__ = [
+    "SAMPLE_IMAGES",
+    "damage_packet",
+    "make_bad_inputs",
+    "make_hard_inputs",
+    "make_sample_clips",
+    "render_clip",
+    "write_video",
+]
 
 SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera")
 """``skimage.data`` photos used in turn (camera is greyscale and is replicated to RGB)."""
@@ -91,20 +99,33 @@ def write_video(
     crf: int = 18,
     gop: int = 8,
     faststart: bool = False,
+    codec: str = "libx264",
+    pix_fmt: str | None = None,
+    rotation: int = 0,
+    bframes: int | None = None,
 ) -> Path:
     """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 MP4 (4:2:0 when both sides are even, else 4:4:4).
 
     ``faststart`` moves the index (moov) to the front, as web-delivered files have it; a truncated file of
-    that kind still opens, which is the nastier failure to test.
+    that kind still opens, which is the nastier failure to test. ``rotation`` writes a display matrix
+    (counter-clockwise degrees, as phones do for portrait video); ``pix_fmt`` overrides the 4:2:0/4:4:4 rule
+    (e.g. ``yuv420p10le`` for 10-bit High 10); ``codec`` other encoders (``mpeg4`` for odd-size 4:2:0).
     """
     path = Path(path)
     h, w = frames.shape[1:3]
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
-        stream.options = {"crf": str(crf), "g": str(gop), "preset": "veryfast"}
+        stream.pix_fmt = pix_fmt or ("yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p")
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "g": str(gop), "preset": "veryfast"}
+            if bframes is not None:
+                stream.options = {**stream.options, "bf": str(bframes)}
+        else:
+            stream.options = {"g": str(gop), "qscale": "3"}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:  # the encoder API is per frame
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
@@ -180,4 +201,53 @@ def make_bad_inputs(out_dir: str | Path, fps: float = 16, seed: int = 0) -> dict
     cases["odd_size"] = write_video(out / "odd_175x97.mp4", clip(9, (97, 175)), fps)
     cases["portrait"] = write_video(out / "portrait_144x256.mp4", clip(9, (256, 144)), fps)
     cases["large"] = write_video(out / "large_1920x1080.mp4", clip(3, (1080, 1920)), fps)
+    return cases
+
+
+def damage_packet(path: str | Path, frame: int, out: str | Path, nbytes: int = 24) -> Path:
+    """Copy ``path`` to ``out`` with bytes flipped inside the packet of (decode-order) video frame ``frame``.
+
+    The damage sits in ``mdat``, after the slice header, where FFmpeg reports "error while decoding MB"
+    and, by default, conceals the broken macroblocks from the previous frame (what a bit-rotted download or a
+    bad disk sector does). Frames before the damaged GOP are intact.
+    """
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pos, p.size) for p in container.demux(stream) if p.size]
+    pos, size = packets[frame]
+    data = bytearray(Path(path).read_bytes())
+    start = pos + min(size // 3, 40)
+    for k in range(start, min(start + nbytes, pos + size)):
+        data[k] ^= 0x5A
+    Path(out).write_bytes(bytes(data))
+    return Path(out)
+
+
+def make_hard_inputs(out_dir: str | Path, fps: float = 16, seed: int = 0) -> dict[str, Path]:
+    """Inputs that decode "successfully" yet wrongly unless the decoder takes care; keys name the case.
+
+    ``damaged`` (64 bytes flipped in the 18th packet, a P-frame, GOP 8: frames 0–15 are intact), ``rotated_90`` and
+    ``rotated_270`` (display matrix, stored 96x128 landscape, shown portrait), ``ten_bit`` (yuv420p10le,
+    High 10), ``odd_420`` (MPEG-4 Part 2, 4:2:0 at 97x175), ``long_gop`` (80 frames, GOP 30, 3 B-frames: seeks
+    land mid-GOP). All tiny, generated in well under a second.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    photo = _photo("chelsea")
+    cases: dict[str, Path] = {}
+    clean = write_video(out / "clean_for_damage.mp4", render_clip(photo, 33, (96, 128), rng), fps)
+    cases["damaged"] = damage_packet(clean, 17, out / "damaged.mp4", nbytes=64)
+    clean.unlink()
+    base = render_clip(photo, 9, (96, 128), rng)
+    cases["rotated_90"] = write_video(out / "rotated_90.mp4", base, fps, rotation=90)
+    cases["rotated_270"] = write_video(out / "rotated_270.mp4", base, fps, rotation=270)
+    cases["unrotated"] = write_video(out / "unrotated.mp4", base, fps)
+    cases["ten_bit"] = write_video(out / "ten_bit.mp4", base, fps, pix_fmt="yuv420p10le")
+    cases["odd_420"] = write_video(
+        out / "odd_420_175x97.mp4", render_clip(photo, 9, (97, 175), rng), fps, codec="mpeg4", pix_fmt="yuv420p"
+    )
+    cases["long_gop"] = write_video(
+        out / "long_gop.mp4", render_clip(photo, 80, (64, 96), rng), fps, gop=30, bframes=3
+    )
     return cases

@@ -1,9 +1,16 @@
 """Frames → model input: resize/crop to a target size, scale to [-1, 1], and aspect-ratio buckets.
 
-Resizing is one ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)`` call over the whole
-clip (frames as the batch). ``antialias=True`` low-pass filters when shrinking (the PIL/torchvision-v2
-behaviour); without it a 1080p→256 downscale aliases and the VAE would learn to reproduce moiré. The
-arithmetic stays in float32 from the uint8 input to the output: no rounding back to uint8 in between.
+Resizing is ``F.interpolate(mode="bilinear", antialias=True, align_corners=False)`` **on the uint8 frames**
+(torch's fixed-point uint8 kernel), giving uint8 frames at the target size, which are then scaled to
+[-1, 1] as ``x / 127.5 - 1``. ``antialias=True`` low-pass filters when shrinking (the PIL/torchvision-v2
+behaviour); without it a 1080p→256 downscale aliases and the VAE would learn to reproduce moiré.
+
+Why uint8 (resize version 2, recorded in the store's preprocessing as :data:`RESIZE_VERSION`): the decoder
+can then resize each frame as soon as it is decoded (:func:`fit_frames`), so a clip never exists at source
+resolution in float32 (a 4K frame is 95 MiB in float32, 24 MiB in uint8, and only one is alive at a time).
+Version 1 interpolated in float32 without rounding; the two differ by at most one grey level (mean 0.24),
+so a store written with version 1 is not resumed with version 2 (the preprocessing check refuses it).
+Resizing a whole clip here and resizing it frame by frame in the decoder give identical bytes.
 
 * ``crop="center"``: scale by ``s = max(H_t / H, W_t / W)`` (the shorter side, relative to the target,
   lands exactly on the target), giving ``(round(H s), round(W s))`` clamped to at least the target; then
@@ -32,11 +39,13 @@ from wfvae_cli.errors import WfvaeError
 
 __all__ = [
     "ASPECT_RATIOS",
+    "RESIZE_VERSION",
     "Crop",
     "ResizeSpec",
     "auto_buckets",
     "check_size",
     "choose_bucket",
+    "fit_frames",
     "resize_crop",
     "resized_size",
     "to_model_input",
@@ -44,6 +53,8 @@ __all__ = [
 
 Crop = Literal["center", "none"]
 SIZE_MULTIPLE = 8
+RESIZE_VERSION = "2: shorter side, bilinear, antialias, align_corners=False, in uint8 (torch), then centre crop"
+"""What the store records as ``preprocessing.resize``: a change of the numbers makes resumes refuse to mix."""
 
 ASPECT_RATIOS: tuple[tuple[int, int], ...] = ((1, 1), (4, 3), (3, 4), (16, 9), (9, 16))
 """Width:height ratios of :func:`auto_buckets`: square, the 4:3 and 16:9 camera/phone formats and their
@@ -90,25 +101,53 @@ def resized_size(height: int, width: int, target: tuple[int, int], crop: Crop = 
     return max(th, round(height * scale)), max(tw, round(width * scale))
 
 
-def _as_float_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` → float32 ``(T, 3, H, W)`` in [0, 255] (a view where possible, then one cast)."""
+def _as_uint8_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``(T, H, W, 3)`` → a ``(T, 3, H, W)`` view (channels-last in memory: torch's fast uint8 resize path)."""
     clip = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if clip.ndim != 4 or clip.shape[-1] != 3:
         raise ValueError(f"expected frames of shape (T, H, W, 3), got {tuple(clip.shape)}")
-    return clip.permute(0, 3, 1, 2).to(torch.float32)
+    return clip.permute(0, 3, 1, 2)
+
+
+def _resize_chw(clip: torch.Tensor, size: tuple[int, int], crop: Crop) -> torch.Tensor:
+    th, tw = size
+    nh, nw = resized_size(clip.shape[2], clip.shape[3], (th, tw), crop)
+    if (nh, nw) != tuple(clip.shape[2:]):
+        if clip.dtype == torch.uint8:
+            clip = F.interpolate(clip, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        else:  # float input (already scaled by the caller): resize in its own precision
+            clip = F.interpolate(clip.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    return clip[:, :, top : top + th, left : left + tw]
+
+
+def fit_frames(frames: np.ndarray, size: tuple[int, int], crop: Crop = "center") -> np.ndarray:
+    """Resize + crop uint8 ``(n, H, W, 3)`` frames to uint8 ``(n, H_t, W_t, 3)`` (the decoder's resize).
+
+    Exactly what :func:`resize_crop` does to uint8 input, frame for frame, so decoding with ``size=`` and
+    resizing afterwards give the same bytes; used per frame right after decoding to bound memory.
+    """
+    th, tw = check_size(*size)
+    if frames.shape[1:3] == (th, tw):
+        return frames
+    out = _resize_chw(_as_uint8_chw(frames), (th, tw), crop)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
 
 
 def resize_crop(
     frames: np.ndarray | torch.Tensor, size: tuple[int, int], crop: Crop = "center"
 ) -> torch.Tensor:
-    """Resize (and centre-crop) a clip: uint8 ``(T, H, W, 3)`` → float32 ``(T, 3, H_t, W_t)`` in [0, 255]."""
+    """Resize (and centre-crop) a clip: uint8 ``(T, H, W, 3)`` → float32 ``(T, 3, H_t, W_t)`` in [0, 255].
+
+    uint8 input is resized in uint8 (see the module docstring), then cast; float input in float32.
+    """
     th, tw = check_size(*size)
-    clip = _as_float_clip(frames)
-    nh, nw = resized_size(clip.shape[2], clip.shape[3], (th, tw), crop)
-    if (nh, nw) != tuple(clip.shape[2:]):
-        clip = F.interpolate(clip, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = (nh - th) // 2, (nw - tw) // 2
-    return clip[:, :, top : top + th, left : left + tw]
+    return _resize_chw(_as_uint8_chw(frames), (th, tw), crop).to(torch.float32)
+
+
+def _as_float_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` → float32 ``(T, 3, H, W)`` in [0, 255] (a view where possible, then one cast)."""
+    return _as_uint8_chw(frames).to(torch.float32)
 
 
 def to_model_input(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from wfvae_cli.dtypes import DTYPE_NAMES, STORE_DTYPES, check_dtype
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import ClipSpec, auto_buckets
+from wfvae_cli.io import RESIZE_VERSION, ClipSpec, auto_buckets, decoder_identity
 
 ComputeDType = Literal["fp32", "bf16", "fp16"]
 StoreDType = Literal["fp16", "fp32"]
@@ -134,7 +134,10 @@ class EncodeOptions:
             "size": list(self.size) if self.size else None,
             "buckets": [list(b) for b in self.buckets],
             "crop": self.crop,
-            "resize": "shorter side, bilinear, antialias, align_corners=False",
+            "resize": RESIZE_VERSION,
+            # which decoder made the pixels (backend, versions, RGB conversion): a resume elsewhere with
+            # another one is refused by the store's compatibility check instead of mixing conversions
+            "decoder": decoder_identity("auto"),
             "value_range": [-1.0, 1.0],
             "frame_rule": "source index floor(k*r + 1/2) from the clip start, r = stride or source_fps/fps",
             "compute_dtype": self.dtype,

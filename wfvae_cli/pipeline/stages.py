@@ -46,21 +46,28 @@ class LoadedClip:
     video: torch.Tensor | None  # (3, T, H, W) in [-1, 1]; None when loading failed
     error: str | None = None
     seconds: float = 0.0
+    #: the failure may not recur (timeout, I/O error, decoder killed): keep the row retryable
+    transient: bool = False
 
 
 def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
-    """Decode the clip's frames and resize/crop them; a failure is retried ``retries`` times, then reported."""
+    """Decode the clip's frames (resized while decoding) and scale them; a failure that may be transient is
+    retried ``retries`` times (a damaged or unsupported file is not: it would fail the same way), then
+    reported with its :attr:`~wfvae_cli.io.VideoDecodeError.transient` flag."""
     t0 = time.perf_counter()
-    error = "not attempted"
+    error, transient = "not attempted", False
     for _ in range(retries + 1):
         try:
-            indices = np.asarray(task.record.frame_indices)
-            frames = read_frames(task.record.source, indices, timeout=opts.decode_timeout, threads=1)
-            video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]
+            frames = read_frames(task.record.source, np.asarray(task.record.frame_indices),
+                                 timeout=opts.decode_timeout, threads=1, size=task.size, crop=opts.crop)  # type: ignore[arg-type]
+            video = to_model_input(frames, task.size, opts.crop)  # type: ignore[arg-type]  # already at size
             return LoadedClip(task, video, seconds=time.perf_counter() - t0)
         except Exception as exc:  # per-sample errors never stop the job
             error = one_line(exc, limit=500)
-    return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0)
+            transient = bool(getattr(exc, "transient", not isinstance(exc, WfvaeError)))
+            if not transient:
+                break
+    return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0, transient=transient)
 
 
 def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: int) -> Iterator[LoadedClip]:
@@ -87,7 +94,7 @@ def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
     """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory."""
     for frames in iter_frames(task.record.source, np.asarray(task.record.frame_indices), chunk,
-                              timeout=opts.decode_timeout, threads=1):
+                              timeout=opts.decode_timeout, threads=1, size=task.size, crop=opts.crop):  # type: ignore[arg-type]
         yield to_model_input(frames, task.size, opts.crop)[None]  # type: ignore[arg-type]
 
 
