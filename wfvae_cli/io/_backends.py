@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import _decord, _pyav
+from wfvae_cli.io import _decord, _pyav, remote
 from wfvae_cli.io.errors import VideoDecodeError
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,11 @@ def _first_line(err: BaseException) -> str:
 
 def probe(path: str) -> VideoInfo:
     """Probe ``path`` with PyAV (header only); see :class:`VideoInfo`."""
-    check_file(path)
     try:
-        head = _pyav.probe(path)
+        with remote.open_input(path) as src:  # URLs and tar members: a ranged-read file object (io/remote.py)
+            if isinstance(src, str):
+                check_file(src)
+            head = _pyav.probe(src)  # type: ignore[arg-type]
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:
@@ -118,14 +120,17 @@ def decode_batches(
     frames decord had not delivered yet (both give identical pixels, so a fallback mid-video is seamless).
     """
     check_backend(backend)
-    check_file(path)
+    local = remote.is_local(path)  # remote sources: PyAV over ranged reads (decord would read the whole file)
+    if local:
+        check_file(path)
     done = 0
     decord_err: BaseException | None = None
-    if backend != "pyav" and _decord.available():
+    if backend != "pyav" and _decord.available() and (local or backend == "decord"):
         try:
-            for frames in _decord.iter_batches(path, wanted, batch, threads):
-                done += len(frames)
-                yield frames
+            with remote.open_input(path) as src:
+                for frames in _decord.iter_batches(src, wanted, batch, threads):  # type: ignore[arg-type]
+                    done += len(frames)
+                    yield frames
             return
         except _decord.errors() as err:
             if backend == "decord":
@@ -133,7 +138,8 @@ def decode_batches(
             log.debug("decord failed on %s after %d frames, falling back to PyAV: %s", path, done, err)
             decord_err = err
     try:
-        yield from _pyav.iter_batches(path, wanted[done:], batch, threads)
+        with remote.open_input(path) as src:
+            yield from _pyav.iter_batches(src, wanted[done:], batch, threads)  # type: ignore[arg-type]
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:

@@ -10,6 +10,7 @@ from typing import Any
 from wfvae_cli import __version__
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import discover_videos
+from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import LatentNormalizer, load_model
 from wfvae_cli.model.model import WFVAE
 from wfvae_cli.pipeline.local import ProgressFn, RunResult, run_local
@@ -117,6 +118,7 @@ def encode_dataset(
     A store written with other weights or preprocessing is refused unless ``opts.overwrite``.
     ``on_plan(stage, done, total)`` reports planning progress (probing videos).
     """
+    set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
     model = load_model(opts.model)
     meta = store_meta(opts, model)
     out = opts.out
@@ -139,7 +141,8 @@ def encode_dataset(
         check_compatible(store.meta, meta, path=out)
         planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
         known = planned | {s for s, _ in store.rejected()}
-        new = [s.path for s in discover_videos(opts.inputs).sources if s.path not in known]
+        found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+        new = [s.path for s in found.sources if s.path not in known]
         if new:
             warnings.append(
                 f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "

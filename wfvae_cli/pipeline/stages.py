@@ -19,6 +19,7 @@ import torch
 
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
+from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
@@ -49,6 +50,7 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
     """Decode the clip's frames and resize/crop them; a failure is retried ``retries`` times, then reported."""
     t0 = time.perf_counter()
     error = "not attempted"
+    set_storage_options(opts.storage_options)  # a Ray worker opens URL inputs with the job's options
     for _ in range(retries + 1):
         try:
             frames = read_frames(task.record.source, np.asarray(task.record.frame_indices), timeout=opts.decode_timeout, threads=1)
@@ -61,6 +63,7 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
     """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory."""
+    set_storage_options(opts.storage_options)
     for frames in iter_frames(task.record.source, np.asarray(task.record.frame_indices), chunk,
                               timeout=opts.decode_timeout, threads=1):
         yield to_model_input(frames, task.size, opts.crop)[None]  # type: ignore[arg-type]
