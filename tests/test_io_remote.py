@@ -290,7 +290,7 @@ def test_cli_with_storage_options_and_transient_errors(clips, s3_bucket, s3_endp
     assert "<redacted>" in command and s3_endpoint not in " ".join(command)  # secrets stay out of the store
     # a read that keeps failing: that sample fails alone, with one line naming it
     env[FLAKY_ENV] = f"{clip_files(clips)[0].name}:99"
-    run = subprocess.run([*cmd[:5], str(tmp_path / "d.zarr"), *cmd[6:]], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*cmd[:6], str(tmp_path / "d.zarr"), *cmd[7:]], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr
     summary = json.loads(run.stdout)
     assert summary["done"] == 3 and len(summary["rejected"]) == 1
@@ -328,11 +328,13 @@ def test_bad_input_urls_fail_fast_with_one_line(url, needle, s3_bucket, tmp_path
 
 
 @pytest.mark.integration
-def test_bad_credentials_are_named(s3_bucket, monkeypatch):
-    """moto accepts any key unless told to check; an IAM-checking request is simulated by an access-denied
-    error from the server for an object policy we cannot express here, so the mapping is tested directly."""
-    from wfvae_cli.storage import describe_error
+def test_bad_credentials_are_named(clips, s3_bucket, monkeypatch):
+    """The server (a thread of this process) checks signatures during this test: our key is unknown to it."""
+    import moto.settings
 
-    err = describe_error(PermissionError("An error occurred (InvalidAccessKeyId) when calling ListObjectsV2"),
-                         f"s3://{s3_bucket}/x")
-    assert isinstance(err, StorageError) and "access denied" in str(err) and "AWS_ACCESS_KEY_ID" in str(err)
+    upload(s3_bucket, clips, "v")
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # moto's switch for auth checks
+    with pytest.raises(StorageError) as err:
+        discover_videos([f"s3://{s3_bucket}/v/"], storage_options={"skip_instance_cache": True})
+    text = str(err.value)
+    assert "access denied" in text and "AWS_ACCESS_KEY_ID" in text and s3_bucket in text and "\n" not in text
