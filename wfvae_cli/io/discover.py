@@ -288,7 +288,9 @@ class _Collector:
         self._keys: dict[str, str] = {}  # key -> origin of its first source
 
     def add(self, source: VideoSource, origin: str) -> bool:
-        identity = os.path.realpath(source.path) if not is_url(source.path) and "#" not in source.path else source.path
+        from wfvae_cli.io.remote import is_local
+
+        identity = os.path.realpath(source.path) if is_local(source.path) else source.path
         key = (identity, source.start, source.end)
         first = self._seen.get(key)
         if first is not None:
