@@ -102,8 +102,14 @@ def local_reference(clips, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.fixture(autouse=True)
-def _default_options():
+def _default_options(request):
     set_storage_options({})
+    if request.node.get_closest_marker("integration"):
+        # decode workers started by earlier tests copied the environment before the S3 fixture set AWS_*:
+        # start fresh ones, as a user's job would (its environment is set before it starts)
+        from wfvae_cli.io import _worker
+
+        _worker.shutdown()
     yield
     set_storage_options({})
 

@@ -255,17 +255,21 @@ def _remote_object(url: str, options: dict[str, Any] | None, block_size: int) ->
     """An opener of ``url`` and its size; a missing or unreachable object is a VideoDecodeError."""
     opts = storage_options() if options is None else options
     fs, path = filesystem(url, opts)
-    try:
-        info = fs.info(path)
+    try:  # opening reads the object's metadata (one HEAD): it gives the size, and the first read reuses it
+        first: IO[bytes] | None = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
+    except IsADirectoryError:
+        raise VideoDecodeError(f"{url}: is a folder (prefix), not a video; pass it as an input folder instead") from None
     except Exception as exc:
         if isinstance(exc, FileNotFoundError):
             raise VideoDecodeError(f"{url}: no such object; check the URL or remove it from the inputs") from None
         raise VideoDecodeError(str(describe_error(exc, url))) from None
-    if info.get("type") == "directory":
-        raise VideoDecodeError(f"{url}: is a folder (prefix), not a video; pass it as an input folder instead")
-    size = int(info.get("size") or 0)
+    size = int(getattr(first, "size", 0) or 0)
 
     def opener() -> IO[bytes]:
+        nonlocal first
+        if first is not None:
+            handle, first = first, None
+            return handle
         return fs.open(path, "rb", block_size=block_size, cache_type="readahead")
 
     return opener, size
