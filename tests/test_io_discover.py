@@ -94,8 +94,8 @@ def test_csv_manifest_columns_metadata_and_bad_rows(tree: Path) -> None:
     )
     found = discover_videos([manifest])
     assert found.sources == [
-        VideoSource(str(tree / "a.MOV"), None, None, None, {"aesthetic": ""}),
-        VideoSource(str(tree / "b.mp4"), "a cat, sleeping", 1.5, 4.0, {"aesthetic": "5.2"}),
+        VideoSource(str(tree / "a.MOV"), None, None, None, {"aesthetic": ""}, key="a.MOV"),
+        VideoSource(str(tree / "b.mp4"), "a cat, sleeping", 1.5, 4.0, {"aesthetic": "5.2"}, key="b.mp4#t=1.5,4"),
     ]
     reasons = [s.reason for s in found.skipped]
     assert len(reasons) == 3
@@ -122,8 +122,8 @@ def test_jsonl_manifest_keeps_json_types_and_skips_bad_lines(tree: Path) -> None
     )
     found = discover_videos([manifest])
     assert found.sources == [
-        VideoSource(str(tree / "b.mp4"), "a dog", 0.0, 2.5, {"tags": ["pet"], "score": 0.9}),
-        VideoSource(str(tree / "sub/c.webm")),
+        VideoSource(str(tree / "b.mp4"), "a dog", 0.0, 2.5, {"tags": ["pet"], "score": 0.9}, key="b.mp4#t=0,2.5"),
+        VideoSource(str(tree / "sub/c.webm"), key="sub/c.webm"),  # absolute, inside the manifest's folder
     ]
     reasons = [s.reason for s in found.skipped]
     assert "meta.jsonl:3: invalid JSON" in reasons[0]

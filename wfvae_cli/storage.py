@@ -33,7 +33,9 @@ __all__ = [
     "SCHEMES",
     "StorageError",
     "StorageUrl",
+    "describe_error",
     "filesystem",
+    "is_transient",
     "is_url",
     "parse_storage_options",
     "parse_url",
@@ -161,10 +163,86 @@ def filesystem(url: StorageUrl | str, storage_options: dict[str, Any] | None = N
     except ImportError:  # pragma: no cover - fsspec comes with the core install
         raise StorageError(f"{parsed}: reading URLs needs fsspec; pip install fsspec") from None
     try:
-        fs = fsspec.filesystem(parsed.scheme, **(storage_options or {}))
+        fs = fsspec.filesystem(parsed.scheme, **_with_defaults(parsed.scheme, storage_options or {}))
     except ImportError:
         package = SCHEMES[parsed.scheme]
         raise StorageError(f"{parsed}: the {parsed.scheme}:// scheme needs {package}; pip install {package}") from None
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{parsed}: bad storage options ({exc}); check --storage-options") from None
     return fs, parsed.fs_path
+
+
+#: botocore client settings used unless the user's ``--storage-options`` / ``config_kwargs`` say otherwise:
+#: a short connect timeout and botocore's "standard" retry mode (exponential backoff with jitter on
+#: connection errors, 5xx and throttling), so an unreachable endpoint fails in seconds, not minutes, and a
+#: transient error of a healthy endpoint is retried. s3fs adds its own retries of read errors on top.
+S3_CLIENT_DEFAULTS: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}
+
+
+def _with_defaults(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus this module's client defaults for ``scheme`` (the user's values always win)."""
+    if scheme not in ("s3", "s3a"):
+        return options
+    config = {**S3_CLIENT_DEFAULTS, **(options.get("config_kwargs") or {})}
+    return {**options, "config_kwargs": config}
+
+
+#: exception class names (from botocore, aiohttp, s3fs, gcsfs, adlfs) that mean "try again": the network
+#: dropped, the server was busy (5xx) or throttled us. Matched by name so that no cloud SDK must be imported.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ConnectionResetError", "ConnectionAbortedError", "BrokenPipeError", "TimeoutError", "IncompleteRead",
+        "ReadTimeoutError", "ConnectTimeoutError", "ResponseStreamingError", "ServerDisconnectedError",
+        "ClientPayloadError", "ClientOSError", "ServerTimeoutError", "FSTimeoutError", "ProtocolError",
+        "HttpResponseError", "ServiceResponseError",
+    }
+)
+_TRANSIENT_TEXT = ("SlowDown", "Throttl", "TooManyRequests", "RequestTimeout", "InternalError",
+                   "ServiceUnavailable", "503", "500 ", "502", "504", "reduce your request rate")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying (a dropped connection, a timeout, a 5xx, throttling)."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _TRANSIENT_NAMES:
+            return True
+    text = str(exc)
+    return any(t in text for t in _TRANSIENT_TEXT)
+
+
+def describe_error(exc: BaseException, url: str, *, what: str = "input") -> StorageError:
+    """One line naming ``url`` and the fix, for an exception raised by an fsspec file system or its SDK.
+
+    The cases users hit: a bucket or key that does not exist, credentials that are missing or refused, an
+    endpoint that cannot be reached, and anything else (shown with its class name so it can be searched).
+    """
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())[:300]
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, StorageError):
+        return exc
+    if "NoSuchBucket" in text or ("NoSuchBucket" in names):
+        bucket = url.split("://", 1)[-1].split("/", 1)[0]
+        return StorageError(f"{what} {url}: bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL")
+    if names & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "CredentialRetrievalError"}:
+        return StorageError(
+            f"{what} {url}: no credentials found ({name}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile, "
+            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*), or pass --storage-options '{\"anon\": true}' for a public bucket"
+        )
+    if isinstance(exc, PermissionError) or any(k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403")):
+        return StorageError(
+            f"{what} {url}: access denied ({text or name}); check the credentials (AWS_ACCESS_KEY_ID/"
+            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the bucket's permissions"
+        )
+    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"} or (
+        "Could not connect" in text
+    ):
+        return StorageError(
+            f"{what} {url}: cannot reach the storage endpoint ({text or name}); check AWS_ENDPOINT_URL / "
+            "--storage-options endpoint_url and the network"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return StorageError(f"{what} {url} does not exist; check the URL (quote glob patterns so the shell keeps them)")
+    return StorageError(f"{what} {url}: storage error {name}: {text}; check the URL, credentials and endpoint")

@@ -117,8 +117,9 @@ def bench(
 
 @bench_app.command("recon")
 def recon(
-    inputs: list[str] = typer.Argument(..., help="Videos, folders, globs or manifests (.txt/.csv/.jsonl)."),
+    inputs: list[str] = typer.Argument(..., help="Videos, folders, globs, shards (.tar) or manifests (.txt/.csv/.jsonl/.parquet); paths or URLs."),
     model: str = typer.Option(..., "--model", "-m", help="Model: preset or checkpoint."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for URL inputs."),
     frames: int = typer.Option(33, "--frames", help="Frames per clip (4k+1); the head clip of each video."),
     res: str = typer.Option("256", "--res", help="Resolution N or HxW (resize + centre crop)."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Reference inference in Causal-Cache chunks of N frames (default: direct)."),
@@ -137,8 +138,11 @@ def recon(
     """Reconstruction quality (PSNR, SSIM, LPIPS, rFVD) of a model on real videos; direct vs chunked."""
     from wfvae_cli.bench import ReconSettings, run_recon
     from wfvae_cli.bench.render import recon_table
+    from wfvae_cli.io.remote import set_storage_options
+    from wfvae_cli.storage import parse_storage_options
 
     parse_dtype(dtype)
+    set_storage_options(parse_storage_options(storage_options))  # URL inputs, here and in the decode workers
     height, width = parse_resolution(res)
     settings = ReconSettings(
         inputs=tuple(inputs), model=model, frames=frames, height=height, width=width, chunk_frames=chunk_frames,

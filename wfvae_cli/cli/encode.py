@@ -19,6 +19,22 @@ from rich.table import Table
 
 from wfvae_cli.cli.options import console, err_console, human_bytes, parse_resolution, print_json
 from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL, WfvaeError
+from wfvae_cli.storage import parse_storage_options
+
+
+def redacted_command(argv: list[str]) -> tuple[str, ...]:
+    """The command line recorded in the store, without the value of ``--storage-options`` (it may hold secrets)."""
+    out, hide = ["wfvae"], False
+    for arg in argv:
+        if hide:
+            out.append("<redacted>")
+            hide = False
+        elif arg.startswith("--storage-options="):
+            out.append("--storage-options=<redacted>")
+        else:
+            hide = arg == "--storage-options"
+            out.append(arg)
+    return tuple(out)
 
 #: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
 app = typer.Typer()
@@ -26,7 +42,7 @@ app = typer.Typer()
 
 @app.command()
 def encode(
-    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs, or manifests (.txt/.csv/.jsonl)."),
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs, webdataset shards (.tar, brace ranges) or manifests (.txt/.csv/.jsonl/.parquet); local paths or URLs (s3://, gs://, az://, https://, file://)."),
     out: Path = typer.Option(..., "--out", "-o", help="Latent store to create or resume (e.g. latents.zarr)."),
     model: str = typer.Option(..., "--model", "-m", help="Model: checkpoint dir/file, hub id, or preset (random weights)."),
     frames: int = typer.Option(33, "--frames", help="Frames per clip (4k+1; 8k+1 for 8x models)."),
@@ -53,6 +69,10 @@ def encode(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, also redo samples that failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (clips, buckets, size, rejects) and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for URL inputs, e.g. '{\"anon\": true}' or '{\"endpoint_url\": \"http://…\"}' (credentials otherwise come from the standard env/config files)."),
+    path_col: str = typer.Option("path", "--path-col", help="Manifest column with the video path or URL."),
+    caption_col: str = typer.Option("caption", "--caption-col", help="Manifest column with the caption."),
+    key_col: str = typer.Option("key", "--key-col", help="Manifest column with the sample key (default key: the path relative to its input root)."),
     # --- Ray backend (docs/ray.md)
     ray: str | None = typer.Option(None, "--ray", help="Encode on a Ray cluster: 'auto' (RAY_ADDRESS or a running cluster, else start a local one) or the head's HOST:PORT. See docs/ray.md."),
     num_gpus_per_worker: float | None = typer.Option(None, "--num-gpus-per-worker", help="With --ray: GPUs per model worker (default 1 when the cluster has GPUs, else 0; 0.5 puts two on a GPU)."),
@@ -71,7 +91,8 @@ def encode(
         clips_per_video=clips_per_video, size=size, buckets=bucket_list, crop=crop, batch_size=batch_size,
         dtype=dtype, store_dtype=store_dtype, store_sample=store_sample, seed=seed,  # type: ignore[arg-type]
         chunk_frames=chunk_frames, device=device, decode_timeout=decode_timeout,
-        overwrite=overwrite, retry_failed=retry_failed, shard_size=shard_size, command=tuple(["wfvae", *sys.argv[1:]]),
+        overwrite=overwrite, retry_failed=retry_failed, shard_size=shard_size, command=redacted_command(sys.argv[1:]),
+        storage_options=parse_storage_options(storage_options), path_col=path_col, caption_col=caption_col, key_col=key_col,
         # --workers: decode threads locally (default 2); model workers under Ray (default 0 = one per GPU)
         workers=workers if workers is not None else (0 if ray is not None else 2),
         ray=ray, num_gpus_per_worker=num_gpus_per_worker, decode_cpus=decode_cpus,

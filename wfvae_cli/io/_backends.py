@@ -15,6 +15,7 @@ a decord/torchcodec failure part-way continues with PyAV, so one store never hol
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -27,7 +28,7 @@ import av
 import numpy as np
 
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import _decord, _pyav, _torchcodec
+from wfvae_cli.io import _decord, _pyav, _torchcodec, remote
 from wfvae_cli.io._pyav import Source, name_of
 from wfvae_cli.io.errors import VideoDecodeError
 from wfvae_cli.io.transform import RESIZE_VERSION, ResizeSpec
@@ -171,11 +172,26 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+@contextlib.contextmanager
+def _opened(src: Source) -> Iterator[Source]:
+    """``src`` ready for PyAV: a local path (checked) or file object as is, a URL or tar member opened."""
+    if not isinstance(src, str):
+        yield src
+        return
+    if remote.is_local(src):
+        check_file(src)
+    with remote.open_input(src) as handle:
+        yield handle  # type: ignore[misc]
+
+
 def probe(src: Source) -> VideoInfo:
-    """Probe ``src`` with PyAV (header and first frame); see :class:`VideoInfo`."""
-    check_file(src)
+    """Probe ``src`` with PyAV (header and first frame); see :class:`VideoInfo`.
+
+    URLs and webdataset members are opened as ranged-read file objects (:func:`wfvae_cli.io.remote.open_input`).
+    """
     try:
-        head = _pyav.probe(src)
+        with _opened(src) as handle:
+            head = _pyav.probe(handle)
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:
@@ -210,13 +226,16 @@ def decode_batches(
     part-way continues with PyAV for the frames not yet delivered (identical pixels, seamless).
     """
     name = resolve_backend(backend)
-    check_file(src)
+    local = not isinstance(src, str) or remote.is_local(src)
+    if isinstance(src, str) and local:
+        check_file(src)
     done = 0
     other_err: BaseException | None = None
     module = _OPTIONAL.get(name)
     if module is not None:
         try:
-            routed = isinstance(src, str) and identical_to_pyav(src)
+            # remote sources: PyAV over ranged reads (decord/torchcodec would read the whole object)
+            routed = isinstance(src, str) and local and identical_to_pyav(src)
         except (*_pyav.ERRORS, VideoDecodeError):
             routed = False  # PyAV below reports what is wrong with the file
         if routed and verify:
@@ -238,7 +257,8 @@ def decode_batches(
                 log.debug("%s failed on %s after %d frames, continuing with PyAV: %s", name, src, done, err)
                 other_err = err
     try:
-        yield from _pyav.iter_batches(src, wanted[done:], batch, threads, fit)
+        with _opened(src) as handle:
+            yield from _pyav.iter_batches(handle, wanted[done:], batch, threads, fit)
     except VideoDecodeError:
         raise
     except _pyav.ERRORS as err:

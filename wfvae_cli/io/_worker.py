@@ -38,7 +38,7 @@ import numpy as np
 
 from wfvae_cli import faults
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import _backends
+from wfvae_cli.io import _backends, remote
 from wfvae_cli.io._backends import VideoInfo
 from wfvae_cli.io.errors import VideoDecodeError
 from wfvae_cli.io.transform import ResizeSpec
@@ -104,6 +104,9 @@ def _serve(sock: socket.socket) -> None:
             return
         if kind in ("more", "stop"):
             continue  # flow control left over from a stream that already ended
+        if kind == "config":  # the parent's storage options (io/remote.py), sent before a job that needs them
+            remote.set_storage_options(msg[1])
+            continue
         job, path, hang = msg[1], msg[2], msg[3]
         try:
             if hang:
@@ -163,6 +166,7 @@ class DecodeWorker:
         child.close()
         self._sock = parent
         self._job = 0
+        self._options: dict | None = None  # storage options last sent to the child
         try:
             ready, _, _ = select.select([parent], [], [], STARTUP_TIMEOUT)
             msg = _recv(parent)[0] if ready else ("no answer",)
@@ -242,6 +246,10 @@ class DecodeWorker:
     def _submit(self, kind: str, path: str, *args: object) -> int:
         self._job += 1
         hang = faults.decode_hangs(path)
+        options = remote.storage_options()
+        if options != self._options:  # the child opens URLs itself, with the parent's current options
+            _send(self._sock, ("config", options))
+            self._options = options
         _send(self._sock, (kind, self._job, path, hang, *args))
         return self._job
 

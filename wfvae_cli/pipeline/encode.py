@@ -11,6 +11,7 @@ from wfvae_cli import __version__
 from wfvae_cli.dtypes import STORE_DTYPES
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import discover_videos
+from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import LatentNormalizer, load_model
 from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
@@ -120,6 +121,7 @@ def encode_dataset(
     A store written with other weights or preprocessing is refused unless ``opts.overwrite``.
     ``on_plan(stage, done, total)`` reports planning progress (probing videos).
     """
+    set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
     model = load_model(opts.model)
     if dry_run:
         return _encode(opts, model, None, on_plan)
@@ -152,7 +154,8 @@ def _encode(
         check_compatible(store.meta, meta, path=out)
         planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
         known = planned | {s for s, _ in store.rejected()}
-        new = [s.path for s in discover_videos(opts.inputs).sources if s.path not in known]
+        found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+        new = [s.path for s in found.sources if s.path not in known]
         if new:
             warnings.append(
                 f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "

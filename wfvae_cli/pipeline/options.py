@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from wfvae_cli.dtypes import DTYPE_NAMES, STORE_DTYPES, check_dtype
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import RESIZE_VERSION, ClipSpec, auto_buckets, decoder_identity
+from wfvae_cli.io.discover import Columns
 
 ComputeDType = Literal["fp32", "bf16", "fp16"]
 StoreDType = Literal["fp16", "fp32"]
@@ -50,6 +51,13 @@ class EncodeOptions:
     shard_size: int | None = None
     flush_interval: float = 60.0
     command: tuple[str, ...] = field(default_factory=tuple)
+    # --- inputs (docs/io.md) ----------------------------------------------------------------------
+    #: fsspec storage options for URL inputs (``--storage-options JSON``); credentials stay out of the store
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: manifest columns (``--path-col``, ``--caption-col``, ``--key-col``)
+    path_col: str = "path"
+    caption_col: str = "caption"
+    key_col: str = "key"
     # --- Ray backend (wfvae_cli/pipeline/ray_backend.py, docs/ray.md) -------------------------------
     #: ``None``: encode on this machine. ``"auto"``: join ``RAY_ADDRESS`` / a running cluster, else start
     #: a local one. ``"host:port"``: join that head. Under Ray ``workers`` counts *model* workers
@@ -64,7 +72,13 @@ class EncodeOptions:
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise WfvaeError("no INPUT given: pass video files, folders, globs or a manifest (.txt/.csv/.jsonl)")
+            raise WfvaeError(
+                "no INPUT given: pass video files, folders, globs, URLs, webdataset shards or a manifest "
+                "(.txt/.csv/.jsonl/.parquet)"
+            )
+        for name in ("path_col", "caption_col", "key_col"):
+            if not getattr(self, name).strip():
+                raise WfvaeError(f"--{name.replace('_', '-')} '': give the manifest column's name")
         if self.size is None and not self.buckets:
             raise WfvaeError("give a resolution (--res / --height --width) or --buckets")
         for h, w in ((self.size,) if self.size else ()) + tuple(self.buckets):
@@ -94,6 +108,11 @@ class EncodeOptions:
             raise WfvaeError("--clip-mode full streams one whole video at a time: use --batch-size 1")
         if self.out.exists() and not self.out.is_dir():
             raise WfvaeError(f"--out {self.out}: exists and is a file; choose a path ending in .zarr")
+
+    @property
+    def columns(self) -> Columns:
+        """The manifest column mapping of these options."""
+        return Columns(path=self.path_col, caption=self.caption_col, key=self.key_col)
 
     @staticmethod
     def parse_buckets(spec: str, res: int) -> tuple[tuple[int, int], ...]:

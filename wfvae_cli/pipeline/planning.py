@@ -28,6 +28,7 @@ from wfvae_cli.io import (
 from wfvae_cli.model.config import WFVAEConfig
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import BucketPlan, SampleRecord, default_shard_size
+from wfvae_cli.store.layout import encode_extra
 
 
 @dataclass
@@ -73,7 +74,7 @@ def plan_dataset(
     on_probe: Callable[[int, int], None] | None = None,
 ) -> DatasetPlan:
     """Discover, probe (in parallel, with the decode timeout) and cut clips; group rows into buckets."""
-    discovery = discover_videos(opts.inputs)
+    discovery = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
     rejected: list[tuple[str, str]] = [(s.path, s.reason) for s in discovery.skipped]
     sources: Sequence[VideoSource] = discovery.sources
     spec = opts.clip_spec(config.temporal_factor)
@@ -115,6 +116,8 @@ def plan_dataset(
                         width=int(info.width),
                         height=int(info.height),
                         caption=source.caption or "",
+                        key=source.key,
+                        extra=encode_extra(source.extra),
                     )
                 )
     itemsize = np.dtype(STORE_DTYPES[opts.store_dtype]).itemsize

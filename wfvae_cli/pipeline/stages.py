@@ -24,6 +24,7 @@ from wfvae_cli import faults
 from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
+from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
@@ -56,6 +57,7 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
     reported with its :attr:`~wfvae_cli.io.VideoDecodeError.transient` flag."""
     t0 = time.perf_counter()
     error, transient = "not attempted", False
+    set_storage_options(opts.storage_options)  # a Ray worker opens URL inputs with the job's options
     for _ in range(retries + 1):
         try:
             frames = read_frames(task.record.source, np.asarray(task.record.frame_indices),
@@ -93,6 +95,7 @@ def prefetch_clips(tasks: list[Task], opts: EncodeOptions, depth: int, threads: 
 
 def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
     """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory."""
+    set_storage_options(opts.storage_options)
     for frames in iter_frames(task.record.source, np.asarray(task.record.frame_indices), chunk,
                               timeout=opts.decode_timeout, threads=1, size=task.size, crop=opts.crop):  # type: ignore[arg-type]
         yield to_model_input(frames, task.size, opts.crop)[None]  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ Resume and check::
 Training::
 
     ds = LatentDataset("out.zarr", sample=True, normalize=True, seed=0)
-    loader = DataLoader(ds, batch_sampler=BucketBatchSampler(ds, 8, seed=0), num_workers=4)
+    loader = DataLoader(ds, batch_sampler=BucketBatchSampler(ds, 8, seed=0), num_workers=4,
+                        collate_fn=collate_latents)   # items also carry "key" and "extra" (a dict)
 
 The store knows nothing about models: it takes numpy arrays and metadata. ``LatentDataset`` and
 ``BucketBatchSampler`` import torch and are loaded on first use, so writers do not pay for it.
@@ -36,7 +37,7 @@ from wfvae_cli.store.verify import StatusCounts, StoreSummary, VerifyReport, sum
 from wfvae_cli.store.writer import ShardWriter, StoreWriter
 
 if TYPE_CHECKING:
-    from wfvae_cli.store.dataset import BucketBatchSampler, LatentDataset
+    from wfvae_cli.store.dataset import BucketBatchSampler, LatentDataset, collate_latents
 
 __all__ = [
     "FORMAT_NAME",
@@ -59,6 +60,7 @@ __all__ = [
     "StoreWriter",
     "VerifyReport",
     "check_compatible",
+    "collate_latents",
     "create_store",
     "default_shard_size",
     "open_store",
@@ -70,7 +72,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Load the torch-dependent training classes lazily."""
-    if name in ("LatentDataset", "BucketBatchSampler"):
+    if name in ("LatentDataset", "BucketBatchSampler", "collate_latents"):
         from wfvae_cli.store import dataset
 
         return getattr(dataset, name)

@@ -33,7 +33,11 @@ def _factor(values: list[float], channels: int, name: str, path: Path) -> torch.
 
 
 class LatentDataset(Dataset[dict[str, Any]]):
-    """The done samples of a store as ``{"latent", "caption", "bucket", "row", "source"}`` dicts.
+    """The done samples of a store as ``{"latent", "caption", "bucket", "row", "source", "key", "extra"}`` dicts.
+
+    ``key`` is the sample's stable key (a string) and ``extra`` its source metadata (a dict of JSON values;
+    metadata varies per sample (missing fields, nulls), so batch with ``collate_fn=collate_latents``, which
+    stacks the latents and keeps every other field as a list; torch's default collate would fail on it).
 
     ``latent`` is a float32 ``(C, T, H, W)`` tensor: the posterior mean, a draw
     ``mean + exp(0.5 * logvar) * eps`` when ``sample=True``, or the stored sample for stores of kind
@@ -137,14 +141,27 @@ class LatentDataset(Dataset[dict[str, Any]]):
             latent = torch.from_numpy(store.read_latents(bucket, row)["sample"].astype(np.float32))
         if self._scale is not None and self._shift is not None:
             latent = (latent - self._shift) * self._scale
-        info = store.read_sample_info(bucket, row, ("caption", "source"))
+        info = store.read_sample_info(bucket, row, ("caption", "source", "key", "extra"))
         return {
             "latent": latent,
             "caption": info["caption"],
             "bucket": bucket,
             "row": row,
             "source": info["source"],
+            "key": info["key"],
+            "extra": info["extra"],
         }
+
+
+def collate_latents(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`LatentDataset` items: ``latent`` stacked into ``(B, C, T, H, W)``, other fields as lists.
+
+    Use it as the DataLoader's ``collate_fn``: torch's default collate recurses into ``extra`` and fails
+    on metadata whose fields differ between samples or hold ``None``, which real datasets always have.
+    """
+    out: dict[str, Any] = {name: [item[name] for item in batch] for name in batch[0]}
+    out["latent"] = torch.stack(out["latent"])
+    return out
 
 
 class BucketBatchSampler(Sampler[list[int]]):

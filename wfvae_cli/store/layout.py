@@ -14,6 +14,7 @@ match. Three kinds of per-bucket arrays, chunked differently on purpose:
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class ArraySpec:
 INDEX_ARRAYS: Mapping[str, ArraySpec] = {
     "source": ArraySpec(str, "", mutable=False),
     "caption": ArraySpec(str, "", mutable=False),
+    "key": ArraySpec(str, "", mutable=False),  # stable sample key (docs/store-format.md, "Sample metadata")
+    "extra": ArraySpec(str, "", mutable=False),  # the source's other metadata: one JSON object per row
     "clip_start": ArraySpec("int64", 0, mutable=False),
     "clip_end": ArraySpec("int64", 0, mutable=False),
     "frame_indices": ArraySpec("int64", -1, mutable=False),
@@ -133,6 +136,50 @@ class BucketInfo:
             shard_size=int(attrs["shard_size"]),
             num_frames=int(attrs["num_frames"]),
         )
+
+
+#: index arrays added after format version 1 was first released: a store without them reads as if empty
+OPTIONAL_INDEX_ARRAYS = ("key", "extra")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types: numpy/pyarrow scalars unwrapped, dates as ISO strings, NaN/inf as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
+    if hasattr(value, "isoformat"):  # datetime, date, time, pandas Timestamp
+        return value.isoformat()
+    if hasattr(value, "__float__"):  # Decimal and friends
+        return _json_safe(float(value))
+    return str(value)
+
+
+def encode_extra(extra: Mapping[str, Any] | None) -> str:
+    """A source's extra metadata as the JSON text stored per row (``""`` for none; keys sorted, UTF-8)."""
+    if not extra:
+        return ""
+    return json.dumps(_json_safe(dict(extra)), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def decode_extra(text: str) -> dict[str, Any]:
+    """The stored JSON text back as a dict (``{}`` for an empty cell)."""
+    return json.loads(text) if text else {}
 
 
 def to_str_list(values: np.ndarray) -> list[str]:
@@ -197,6 +244,8 @@ def write_index(group: zarr.Group, plan: BucketPlan) -> None:
     rows = plan.samples
     group["source"][:] = np.array([r.source for r in rows], dtype=np.dtypes.StringDType())
     group["caption"][:] = np.array([r.caption for r in rows], dtype=np.dtypes.StringDType())
+    group["key"][:] = np.array([r.key for r in rows], dtype=np.dtypes.StringDType())
+    group["extra"][:] = np.array([r.extra for r in rows], dtype=np.dtypes.StringDType())
     group["clip_start"][:] = np.array([r.clip_start for r in rows], dtype=np.int64)
     group["clip_end"][:] = np.array([r.clip_end for r in rows], dtype=np.int64)
     group["frame_indices"][:] = np.array([r.frame_indices for r in rows], dtype=np.int64)

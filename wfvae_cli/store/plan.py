@@ -56,6 +56,10 @@ class SampleRecord:
         fps: frame rate of the source video.
         width, height: size of the source video in pixels (before resize/crop).
         caption: free text; may be empty.
+        key: the sample's stable key (manifest key column, webdataset ``__key__``, else the path relative to
+            its input root); clips of one source share it. Empty for rows planned without one.
+        extra: the source's other metadata as a JSON object string (``""`` = none); see
+            :func:`wfvae_cli.store.layout.encode_extra`.
     """
 
     source: str
@@ -66,6 +70,8 @@ class SampleRecord:
     width: int
     height: int
     caption: str = ""
+    key: str = ""
+    extra: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame_indices", tuple(int(k) for k in self.frame_indices))

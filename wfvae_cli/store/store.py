@@ -22,10 +22,12 @@ from wfvae_cli.store.errors import StoreError
 from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
     LOCKS_DIR,
+    OPTIONAL_INDEX_ARRAYS,
     BucketInfo,
     Compression,
     Status,
     create_bucket,
+    decode_extra,
     read_rejected,
     to_str,
     to_str_list,
@@ -43,6 +45,8 @@ Mode = Literal["r", "r+"]
 _INDEX_FIELDS: dict[str, Callable[[Any], Any]] = {
     "source": to_str,
     "caption": to_str,
+    "key": to_str,
+    "extra": lambda v: decode_extra(to_str(v)),
     "clip_start": int,
     "clip_end": int,
     "frame_indices": lambda v: np.asarray(v, dtype=np.int64),
@@ -263,7 +267,21 @@ class LatentStore:
     ) -> dict[str, Any]:
         """Index entries of one row as Python scalars (``frame_indices``: an int64 array)."""
         self.info(bucket).shard_of(row)  # validates the row
-        return {name: _INDEX_FIELDS[name](self.array(bucket, name)[row]) for name in fields}
+        return {name: self._index_value(bucket, name, row) for name in fields}
+
+    def _index_value(self, bucket: str, name: str, row: int) -> Any:
+        """One index entry; ``key``/``extra`` of stores written before they existed read as empty."""
+        if name in OPTIONAL_INDEX_ARRAYS and not self._has_array(bucket, name):
+            return _INDEX_FIELDS[name]("")
+        return _INDEX_FIELDS[name](self.array(bucket, name)[row])
+
+    def _has_array(self, bucket: str, name: str) -> bool:
+        if (bucket, name) not in self._arrays:
+            try:
+                self.array(bucket, name)
+            except KeyError:
+                return False
+        return True
 
     def read_sample(self, bucket: str, row: int) -> dict[str, Any]:
         """One row: its latents plus ``bucket``, ``row`` and every index entry (see :meth:`read_sample_info`)."""
@@ -280,6 +298,10 @@ class LatentStore:
         }
         sources = to_str_list(arr(bucket, "source")[:])
         captions = to_str_list(arr(bucket, "caption")[:])
+        keys, extras = (
+            to_str_list(arr(bucket, name)[:]) if self._has_array(bucket, name) else [""] * len(sources)
+            for name in OPTIONAL_INDEX_ARRAYS
+        )
         return [
             SampleRecord(
                 source=sources[i],
@@ -290,6 +312,8 @@ class LatentStore:
                 width=int(columns["width"][i]),
                 height=int(columns["height"][i]),
                 caption=captions[i],
+                key=keys[i],
+                extra=extras[i],
             )
             for i in range(len(sources))
         ]
