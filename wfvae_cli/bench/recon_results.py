@@ -32,6 +32,8 @@ class ReconSettings:
     limit: int | None = None
     save_videos: str | None = None
     compare_chunked: int | None = None
+    #: a preset's architecture with random weights (plumbing checks only: the numbers mean nothing)
+    random_weights: bool = False
     device: str = "cpu"
     dtype: str = "fp32"
     decode_timeout: float | None = 60.0
@@ -43,7 +45,7 @@ class ReconSettings:
         if unknown or not self.metrics:
             raise WfvaeError(f"--metrics {','.join(self.metrics)!r}: choose from {','.join(METRICS)}")
         if self.dtype not in DTYPES:
-            raise WfvaeError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+            raise WfvaeError(f"--precision {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         for name in ("chunk_frames", "compare_chunked", "limit"):
             value = getattr(self, name)
             if value is not None and value < 1:

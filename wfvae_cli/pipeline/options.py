@@ -43,6 +43,8 @@ class EncodeOptions:
     seed: int = 0
     chunk_frames: int | None = None
     device: str = "cpu"
+    #: build a weightless preset with random weights instead of refusing it (``load_model(random_weights=)``)
+    random_weights: bool = False
     workers: int = 2
     decode_timeout: float | None = 300.0
     overwrite: bool = False
@@ -66,7 +68,7 @@ class EncodeOptions:
         if not self.inputs:
             raise WfvaeError("no INPUT given: pass video files, folders, globs or a manifest (.txt/.csv/.jsonl)")
         if self.size is None and not self.buckets:
-            raise WfvaeError("give a resolution (--res / --height --width) or --buckets")
+            raise WfvaeError("give a resolution (--resolution / --height --width) or --buckets")
         for h, w in ((self.size,) if self.size else ()) + tuple(self.buckets):
             if h <= 0 or w <= 0 or h % 8 or w % 8:
                 raise WfvaeError(f"size {h}x{w}: height and width must be positive multiples of 8")
@@ -75,7 +77,7 @@ class EncodeOptions:
         if self.batch_size < 1:
             raise WfvaeError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.workers < (0 if self.ray is not None else 1):  # 0 = "one per GPU", only under Ray
-            raise WfvaeError(f"--workers {self.workers}: must be >= 1")
+            raise WfvaeError(f"{'--model-workers' if self.ray is not None else '--decode-workers'} {self.workers}: must be >= 1")
         if self.ray is not None and not self.ray.strip():
             raise WfvaeError("--ray '': pass 'auto' or the head's address, e.g. --ray 10.0.0.1:6379")
         if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:
@@ -83,7 +85,7 @@ class EncodeOptions:
         if self.decode_cpus is not None and self.decode_cpus < 0:
             raise WfvaeError(f"--decode-cpus {self.decode_cpus}: must be >= 0")
         if self.dtype not in ("fp32", "bf16", "fp16"):
-            raise WfvaeError(f"--dtype {self.dtype!r}: use fp32, bf16 or fp16")
+            raise WfvaeError(f"--precision {self.dtype!r}: use fp32, bf16 or fp16")
         if self.store_dtype not in STORE_DTYPES:
             raise WfvaeError(f"--store-dtype {self.store_dtype!r}: use fp16 or fp32 (bfloat16 is not a Zarr type)")
         if self.chunk_frames is not None and self.chunk_frames < 1:
