@@ -47,12 +47,10 @@ def require(module: str, feature: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != top:
-            raise
-        extra, what = EXTRA_OF.get(top, (None, top))
+        if top not in EXTRA_OF or (exc.name is not None and exc.name.split(".")[0] != top):
+            raise  # not an optional dependency, or an installed extra failing inside: a real bug to see
+        extra, what = EXTRA_OF[top]
         needed = feature or what
-        if extra is None:
-            raise MissingExtraError(f"{needed} needs the Python package {top!r}, which is not installed") from None
         raise MissingExtraError(
             f"{needed} needs {top}, which is not installed: {install_command(extra)}"
         ) from None

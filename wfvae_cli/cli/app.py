@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         console.error(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", label="internal error")
         sys.exit(EXIT_INTERNAL)
+    else:
+        if code == EXIT_INTERRUPTED:  # Typer turns a KeyboardInterrupt inside a command into Exit(130)
+            console.log(INTERRUPTED)
+            console.set_log_file(None)
+            _quiet_exit(EXIT_INTERRUPTED)
     finally:
         console.set_log_file(None)
     sys.exit(code if isinstance(code, int) else 0)

@@ -28,6 +28,7 @@ def demo(
     through encode/decode, directly and with the Causal Cache, reporting PSNR/SSIM and |chunked - direct|."""
     import torch
 
+    from wfvae_cli.extras import require
     from wfvae_cli.io import make_sample_clips, probe, read_frames, to_model_input
     from wfvae_cli.metrics import psnr, ssim
     from wfvae_cli.model import load_model
@@ -35,6 +36,7 @@ def demo(
 
     device = check_device(device)
     height, width = parse_resolution(res)
+    require("skimage.data", "wfvae demo")  # the sample clips; checked before anything is written
     ui.status(f"generating {clips} sample clip(s) in {out} …")
     paths = make_sample_clips(out, n=clips, frames=frames, size=(height, width))
     ui.status(f"loading the model {model_spec} …")
@@ -95,7 +97,10 @@ def samples(
     fps: float = typer.Option(16, "--fps", help="Frame rate."),
 ) -> None:
     """Generate sample clips (pan/zoom over the photos scikit-image ships) to try the tools offline."""
+    from wfvae_cli.extras import require
     from wfvae_cli.io import make_sample_clips
+
+    require("skimage.data", "wfvae samples")  # before the folder is created
 
     height, width = parse_resolution(res)
     for path in make_sample_clips(out, n=clips, frames=frames, size=(height, width), fps=fps):
