@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from wfvae_cli import load_model
 from wfvae_cli.bench.runtime import inference_context, one_line, prepare_input, prepare_model
+from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,7 +46,7 @@ def main() -> None:
     else:
         video = torch.rand(1, 3, args.frames, args.res, args.res) * 2 - 1
 
-    ref_model = load_model(args.model).set_conv_algorithm("direct").eval()
+    ref_model = load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm("direct").eval()
     with torch.inference_mode():
         ref_mean = ref_model.encode(video).mean
         ref_video = ref_model.decode(ref_mean)
@@ -54,7 +55,7 @@ def main() -> None:
     for name, dtype, algorithm in variants:
         row: dict = {"variant": name, "device": args.device, "model": args.model}
         try:
-            model = prepare_model(load_model(args.model).set_conv_algorithm(algorithm), args.device, dtype)
+            model = prepare_model(load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm(algorithm), args.device, dtype)
             with inference_context(args.device, dtype):
                 mean = model.encode(prepare_input(video, args.device, dtype, False)).mean
                 decoded = model.decode(prepare_input(ref_mean, args.device, dtype, False))

@@ -27,6 +27,7 @@ from speed_vs_official import _inputs as inputs
 from speed_vs_official import _runner
 
 from wfvae_cli import load_model
+from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
 CATEGORIES = {
     "transforms": ("winograd::",),
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model, random_weights=is_weightless_preset(args.model))
     for case in args.case or ["encode:17x128", "decode:17x128"]:
         mode, size = case.split(":")
         frames, res = (int(v) for v in size.split("x"))

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from official_style import OfficialStyle
 
 from wfvae_cli import load_model
+from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
 
 def _rss_mb() -> float:
@@ -88,7 +89,7 @@ def memory_child(spec: str, impl: str, mode: str, frames: int, res: int, checkou
     import gc
 
     torch.set_num_threads(2)
-    model = load_model(spec)
+    model = load_model(spec, random_weights=is_weightless_preset(spec))
     x = _inputs(model, mode, frames, res)
     run = _runner(impl, model, mode, None, checkout)
     if impl == "official" and checkout:
@@ -134,7 +135,7 @@ def main() -> None:
         print(json.dumps(row))
         return
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model, random_weights=is_weightless_preset(args.model))
     pattern = "official computation pattern (official_style.py)"
     baseline = f"official code ({args.official})" if args.official else pattern
     for case in args.case or ["encode:17x128", "decode:17x128"]:

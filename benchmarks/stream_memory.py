@@ -26,9 +26,10 @@ def child(model_spec: str, res: int, frames: int, chunk: int, mode: str) -> dict
     import torch
 
     from wfvae_cli import load_model
+    from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
     torch.set_num_threads(2)
-    model = load_model(model_spec)
+    model = load_model(model_spec, random_weights=is_weightless_preset(model_spec))
     base = _rss_mb()
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()

@@ -114,7 +114,7 @@ def test_chunked_cells_sit_next_to_direct():
     [
         (dict(compile=True, warmup=0), "--compile needs --warmup"),
         (dict(repeat=0), "--repeat"),
-        (dict(dtype="int8"), "--dtype"),
+        (dict(dtype="int8"), "--precision"),
         (dict(mode="train"), "--mode"),
         (dict(chunk_frames=0), "--chunk-frames"),
         (dict(max_rss_gb=-1.0), "--max-rss-gb"),

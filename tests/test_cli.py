@@ -21,7 +21,7 @@ def test_help_lists_commands():
 
 
 def test_info_json_golden():
-    out = run("info", str(GOLDEN), "--res", "64", "--frames", "17", "--json")
+    out = run("info", str(GOLDEN), "--resolution", "64", "--frames", "17", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["latent_shape"] == [4, 5, 8, 8]
@@ -31,7 +31,7 @@ def test_info_json_golden():
 
 
 def test_info_table():
-    out = run("info", "wfvae-s-8chn", "--res", "128x256")
+    out = run("info", "wfvae-s-8chn", "--random-weights", "--resolution", "128x256")
     assert out.returncode == 0, out.stderr
     assert "145.577M" in out.stdout and "(8, 9, 16, 32)" in out.stdout
 
@@ -40,7 +40,7 @@ def test_info_table():
     ("args", "message"),
     [
         (["info", "does/not/exist/"], "no such file, directory or preset"),
-        (["info", "wfvae-s", "--res", "100"], "multiples of 8"),
+        (["info", "wfvae-s", "--resolution", "100"], "multiples of 8"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(args, message):
@@ -63,7 +63,7 @@ def test_missing_argument_is_usage_error():
 def test_demo_json(tmp_path):
     """The README's main-job command, at the smallest size, on the golden model."""
     out = run("demo", "--model", str(GOLDEN), "--out", str(tmp_path / "demo"), "--clips", "1", "--frames", "9",
-              "--res", "64", "--chunk-frames", "4", "--json")
+              "--resolution", "64", "--chunk-frames", "4", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     (clip,) = data["clips"]

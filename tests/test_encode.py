@@ -63,7 +63,7 @@ def test_resume_skips_done_and_refuses_other_weights(videos, tmp_path):
     again = encode_dataset(options([videos], out))
     assert again.resumed and again.done == 0 and again.already_done == 4
     with pytest.raises(IncompatibleStoreError, match="weights"):
-        encode_dataset(options([videos], out, model="wfvae-s-8chn"))
+        encode_dataset(options([videos], out, model="wfvae-s-8chn", random_weights=True))
     with pytest.raises(IncompatibleStoreError, match=r"frames|preprocessing"):
         encode_dataset(options([videos], out, frames=13))
     redo = encode_dataset(options([videos], out, overwrite=True, frames=13))
@@ -163,7 +163,7 @@ def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     src = tmp_path / "v"
     make_sample_clips(src, n=8, frames=9, size=(64, 64))
-    args = [str(src), "--model", MODEL, "--frames", "9", "--res", "64", "--shard-size", "1", "--json"]
+    args = [str(src), "--model", MODEL, "--frames", "9", "--resolution", "64", "--shard-size", "1", "--json"]
     ref = _cli("encode", *args, "--out", str(tmp_path / "ref.zarr"))
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     victim = _cli("encode", *args, "--out", str(tmp_path / "s.zarr"), env={"WFVAE_DEBUG_ENCODE_DELAY": "0.5"})
@@ -191,13 +191,15 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 
 def test_cli_exit_codes_and_json(videos, tmp_path):
     p = _cli("encode", str(videos), str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "s.zarr"),
-             "--model", MODEL, "--frames", "9", "--res", "64", "--json")
+             "--model", MODEL, "--frames", "9", "--resolution", "64", "--json")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "missing.mp4" in err  # a missing top-level input is a usage error
     out = str(tmp_path / "s.zarr")
-    p = _cli("encode", str(videos), "--out", out, "--model", MODEL, "--frames", "10", "--res", "64")
+    p = _cli("encode", str(videos), "--out", out, "--model", MODEL, "--frames", "10", "--resolution", "64")
     _, err = p.communicate(timeout=300)
-    assert p.returncode == 2 and "4k+1" in err and len(err.strip().splitlines()) == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert p.returncode == 2 and len(errors) == 1 and "4k+1" in errors[0] and "Traceback" not in err
+    assert err.startswith("loading the model")  # start-up says what it is doing
 
 
 def test_very_large_frames_are_resized(tmp_path):

@@ -27,13 +27,13 @@ def starts(clips) -> list[int]:
         ({"frames": 0}, "not 4k\\+1"),
         ({"frames": 2}, "not 4k\\+1"),
         ({"stride": 2, "fps": 8.0}, "alternatives"),
-        ({"stride": 0}, "--stride 0 must be a whole number >= 1"),
-        ({"stride": 1.5}, "--stride 1.5"),
+        ({"stride": 0}, "--sample-rate 0 must be a whole number >= 1"),
+        ({"stride": 1.5}, "--sample-rate 1.5"),
         ({"fps": -1.0}, "--fps -1.0 must be a positive"),
         ({"fps": float("nan")}, "--fps nan"),
-        ({"mode": "random"}, "--mode 'random' is unknown"),
+        ({"mode": "random"}, "--clip-mode 'random' is unknown"),
         ({"mode": "head", "clips_per_video": 3}, "one clip per video"),
-        ({"mode": "uniform", "clips_per_video": 0}, "must be >= 1 with --mode uniform"),
+        ({"mode": "uniform", "clips_per_video": 0}, "must be >= 1 with --clip-mode uniform"),
     ],
 )
 def test_bad_options_fail_when_the_spec_is_built(kwargs, message: str) -> None:

@@ -48,10 +48,30 @@ def test_fingerprint_changes_with_weights(saved):
 
 
 def test_presets_are_seeded():
-    a, b = load_model("wfvae-s-8chn"), load_model("wfvae-s-8chn")
+    a, b = load_model("wfvae-s-8chn", random_weights=True), load_model("wfvae-s-8chn", random_weights=True)
     assert a.fingerprint() == b.fingerprint()
-    assert load_model("wfvae-s-8chn", seed=1).fingerprint() != a.fingerprint()
-    assert a.config.latent_dim == 8 and a.source.startswith("preset:")
+    assert load_model("wfvae-s-8chn", seed=1, random_weights=True).fingerprint() != a.fingerprint()
+    assert a.config.latent_dim == 8 and a.source.startswith("preset:") and a.random_weights
+
+
+@pytest.mark.parametrize("preset", ["wfvae-s", "wfvae-l-8ch", "wfvae-s-8chn", "WFVAE-M"])
+def test_weightless_preset_is_refused_without_random_weights(preset):
+    with pytest.raises(CheckpointError, match="no trained weights") as info:
+        load_model(preset)
+    message = str(info.value)
+    assert "--random-weights" in message and "random_weights=True" in message and "\n" not in message
+
+
+def test_bundled_tiny_loads_trained_weights_as_before():
+    model = load_model("wfvae-tiny")
+    assert model.source == "bundled:wfvae-tiny" and model.random_weights is False
+
+
+def test_random_weights_refuses_a_checkpoint(saved):
+    _, directory = saved
+    with pytest.raises(CheckpointError, match="not from a checkpoint"):
+        load_model(directory, random_weights=True)
+    assert load_model(directory).random_weights is False
 
 
 def test_single_file_with_and_without_config(saved, tmp_path):

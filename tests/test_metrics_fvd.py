@@ -29,7 +29,6 @@ from wfvae_cli.metrics import (
     frechet_terms,
     i3d_preprocess,
 )
-from wfvae_cli.metrics import fvd as fvd_module
 from wfvae_cli.metrics.weights import sha256_file
 
 
@@ -149,7 +148,7 @@ def test_non_finite_sqrtm_is_retried_with_eps(monkeypatch):
         calls.append(a.copy())
         return np.full_like(a, np.nan) if len(calls) == 1 else real_sqrtm(a)
 
-    monkeypatch.setattr(fvd_module.scipy.linalg, "sqrtm", flaky)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", flaky)
     s = np.diag([1.0, 4.0])
     with pytest.warns(RuntimeWarning, match="near-singular"):
         value = frechet_distance(np.zeros(2), s, np.zeros(2), s, eps=1e-6)
@@ -165,7 +164,7 @@ def test_large_imaginary_component_is_an_error():
 
 
 def test_sqrtm_that_fails_twice_is_an_error(monkeypatch):
-    monkeypatch.setattr(fvd_module.scipy.linalg, "sqrtm", lambda a: np.full_like(a, np.inf))
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda a: np.full_like(a, np.inf))
     with pytest.raises(WfvaeError, match="degenerate"):
         frechet_distance(np.zeros(2), np.eye(2), np.ones(2), np.eye(2))
 

@@ -83,7 +83,7 @@ def test_local_encode_never_imports_ray(videos, tmp_path):
         "from wfvae_cli.cli.app import main\n"
         "try:\n"
         f"    main(['encode', {str(videos)!r}, '--out', {str(tmp_path / 's.zarr')!r}, '--model', {MODEL!r},\n"
-        "          '--frames', '9', '--res', '64', '--json'])\n"
+        "          '--frames', '9', '--resolution', '64', '--json'])\n"
         "except SystemExit as exc:\n"
         "    print('exit', exc.code)\n"
         "print('ray imported' if 'ray' in sys.modules else 'ray not imported')\n"
@@ -143,7 +143,7 @@ def test_clip_that_kills_every_worker_fails_alone(ray_cluster, videos, reference
 
 
 def _cli_args(videos: Path, out: Path, *extra: str) -> list[str]:
-    return ["encode", str(videos), "--out", str(out), "--model", MODEL, "--frames", "9", "--res", "64",
+    return ["encode", str(videos), "--out", str(out), "--model", MODEL, "--frames", "9", "--resolution", "64",
             "--clip-mode", "uniform", "--clips-per-video", "2", "--shard-size", "2", "--batch-size", "1",
             "--decode-timeout", "30", "--json", *extra]
 
@@ -153,7 +153,7 @@ def test_coordinator_killed_then_cli_resumes(ray_cluster, videos, references, tm
     out = tmp_path / "s.zarr"
     log = (tmp_path / "victim.log").open("w")
     victim = subprocess.Popen(
-        [sys.executable, "-m", "wfvae_cli", *_cli_args(videos, out, "--ray", ray_cluster, "--workers", "2")],
+        [sys.executable, "-m", "wfvae_cli", *_cli_args(videos, out, "--ray", ray_cluster, "--model-workers", "2")],
         stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "WFVAE_DEBUG_ENCODE_DELAY": "0.2"},
     )
     status = out / "buckets" / "9x64x64" / "status" / "c"
@@ -165,7 +165,7 @@ def test_coordinator_killed_then_cli_resumes(ray_cluster, videos, references, tm
     partial = open_store(out).counts("9x64x64")
     assert 0 < partial["done"] < N_CLIPS - 1, (partial, (tmp_path / "victim.log").read_text()[-2000:])
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(_cli_args(videos, out, "--ray", "auto", "--workers", "2"))
+        cli_main(_cli_args(videos, out, "--ray", "auto", "--model-workers", "2"))
     assert exit_info.value.code == 1  # the truncated clip failed, as in the reference
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed"] and summary["already_done"] == partial["done"]
@@ -176,11 +176,11 @@ def test_coordinator_killed_then_cli_resumes(ray_cluster, videos, references, tm
 def test_cli_ray_options_fail_fast(ray_cluster, videos, tmp_path, capsys):
     """Requests the cluster cannot hold are one-line usage errors (exit 2) before anything is written."""
     cases = [
-        ([], "pass --workers N"),  # CPU-only cluster: the number of model workers must be given
-        (["--workers", "3"], "pass fewer --workers"),
-        (["--workers", "2", "--num-gpus-per-worker", "1"], "GPU"),
-        (["--workers", "2", "--decode-cpus", "1"], "--decode-cpus 0"),
-        (["--workers", "1", "--device", "cuda"], "use --device cpu"),
+        ([], "pass --model-workers N"),  # CPU-only cluster: the number of model workers must be given
+        (["--model-workers", "3"], "pass fewer --model-workers"),
+        (["--model-workers", "2", "--num-gpus-per-worker", "1"], "GPU"),
+        (["--model-workers", "2", "--decode-cpus", "1"], "--decode-cpus 0"),
+        (["--model-workers", "1", "--device", "cuda"], "use --device cpu"),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:

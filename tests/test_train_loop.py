@@ -129,6 +129,6 @@ def test_cli_train_and_export(tmp_path, capsys):
     assert load_model(tmp_path / "hf").config.base_channels == 8
     if importlib.util.find_spec("ray") is None:  # Ray itself is not tested here, only its absence
         with pytest.raises(SystemExit) as done:
-            main(["train", str(recipe), "--ray", "--workers", "2"])
+            main(["train", str(recipe), "--ray", "--train-workers", "2"])
         assert done.value.code == 2
-        assert "pip install -e '.[ray]'" in capsys.readouterr().err
+        assert "pip install 'wfvae[ray]'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`wfvae train --ray --workers 2`: the same trainer under Ray Train's TorchTrainer (CPU, gloo)."""
+"""`wfvae train --ray --train-workers 2`: the same trainer under Ray Train's TorchTrainer (CPU, gloo)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_ray_train_two_workers(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
     out = subprocess.run(
         [sys.executable, "-m", "wfvae_cli", "train", str(recipe), "schedule.steps=2", "schedule.checkpoint_every=2",
-         "--ray", "--workers", "2"],
+         "--ray", "--train-workers", "2"],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -21,14 +21,14 @@ DTYPE_NAMES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "f
 STORE_DTYPES: dict[str, str] = {k: DTYPE_NAMES[k] for k in ("fp16", "fp32")}
 
 
-def check_dtype(name: str, option: str = "--dtype", choices: dict[str, str] = DTYPE_NAMES, why: str = "") -> str:
+def check_dtype(name: str, option: str = "--precision", choices: dict[str, str] = DTYPE_NAMES, why: str = "") -> str:
     """``name`` if it is one of ``choices``, else a one-line error naming ``option`` and the choices."""
     if name not in choices:
         raise WfvaeError(f"{option} {name!r}: choose one of {', '.join(choices)}" + (f" ({why})" if why else ""))
     return name
 
 
-def torch_dtype(name: str, option: str = "--dtype") -> torch.dtype:
+def torch_dtype(name: str, option: str = "--precision") -> torch.dtype:
     """``"bf16"`` -> ``torch.bfloat16`` (an unknown name is a one-line error naming ``option``)."""
     import torch
 

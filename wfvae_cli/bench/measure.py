@@ -33,6 +33,7 @@ from wfvae_cli.bench.runtime import (
 from wfvae_cli.bench.settings import BenchSettings, Cell, Phase
 from wfvae_cli.errors import one_line
 from wfvae_cli.model import WFVAE, load_model
+from wfvae_cli.model.loading import is_weightless_preset
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -160,7 +161,9 @@ def load_for_bench(cell: Cell, settings: BenchSettings, allow_kill: bool = False
     failures surface in the first (warm-up) call and are reported in that phase.
     """
     faults.bench_oom(f"{cell.label}/load", allow_kill)
-    model = load_model(cell.model).set_conv_algorithm(settings.conv_algorithm)
+    # speed and memory do not depend on the weights' values: an architecture preset is profiled randomly initialised
+    model = load_model(cell.model, random_weights=is_weightless_preset(cell.model))
+    model = model.set_conv_algorithm(settings.conv_algorithm)
     model = prepare_model(model, settings.device, settings.torch_dtype, settings.channels_last)
     if settings.compile:
         model.encoder = torch.compile(model.encoder)  # type: ignore[assignment]

@@ -40,8 +40,9 @@ def _spread(values: list[float]) -> bool:
 
 def plot_report(report: BenchReport, path: str | Path) -> Path:
     """Write the figure to ``path`` (format from the suffix, e.g. ``.png``/``.pdf``) and return it."""
-    import matplotlib
+    from wfvae_cli.extras import require
 
+    matplotlib = require("matplotlib", "--plot")
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -228,7 +228,7 @@ def run_recon(
     device = resolve_device(settings.device)
     found = discover_videos(list(settings.inputs))
     sources = found.sources[: settings.limit] if settings.limit else found.sources
-    model = model if model is not None else load_model(settings.model)
+    model = model if model is not None else load_model(settings.model, random_weights=settings.random_weights)
     cfg = model.config
     info = ModelInfo(settings.model, model.source, model.num_params(), cfg.temporal_factor, cfg.latent_dim)
     model = prepare_model(model, device, torch_dtype(settings.dtype))

@@ -32,6 +32,8 @@ class ReconSettings:
     limit: int | None = None
     save_videos: str | None = None
     compare_chunked: int | None = None
+    #: a preset's architecture with random weights (plumbing checks only: the numbers mean nothing)
+    random_weights: bool = False
     device: str = "cpu"
     dtype: str = "fp32"
     decode_timeout: float | None = 60.0
@@ -42,7 +44,7 @@ class ReconSettings:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise WfvaeError(f"--metrics {','.join(self.metrics)!r}: choose from {','.join(METRICS)}")
-        check_dtype(self.dtype)
+        check_dtype(self.dtype, "--precision")
         for name in ("chunk_frames", "compare_chunked", "limit"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -6,6 +6,7 @@ modules so that the child processes never import Rich.
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from wfvae_cli.bench.recon_results import ReconReport
@@ -73,7 +74,7 @@ def profile_table(report: BenchReport) -> Table:
         c = cell.cell
         params = f"{info.params['total'] / 1e6:.1f}M params" if info else ""
         how = "direct" if c.chunk_frames is None else f"chunk {c.chunk_frames}"
-        heads = [[_model_name(c.model), f"{c.frames}×{c.height}×{c.width}"], [params, how]]
+        heads = [[escape(_model_name(c.model)), f"{c.frames}×{c.height}×{c.width}"], [params, how]]  # user text
         if len(cell.phases) == 1:
             heads = [[f"{heads[0][0]} ({params})", f"{heads[0][1]} {how}"]]
         for i, result in enumerate(cell.phases):
@@ -100,7 +101,7 @@ def recon_table(report: ReconReport) -> Table:
     """Mean metrics over the evaluated clips; with a chunked comparison, chunked values and the difference."""
     s = report.settings
     title = (
-        f"WF-VAE reconstruction — {report.model.spec}, {len(report.clips)} clips of {s.frames}×{s.height}×{s.width} "
+        f"WF-VAE reconstruction — {escape(report.model.spec)}, {len(report.clips)} clips of {s.frames}×{s.height}×{s.width} "
         f"({report.reference_label})"
     )
     table = Table(title=title, title_justify="left")

@@ -28,27 +28,12 @@ MODES: tuple[str, ...] = ("encode", "decode", "both")
 def resolve_device(name: str) -> str:
     """``auto`` → ``cuda`` when available else ``cpu``; ``cuda``/``cuda:N`` must exist on this machine.
 
-    Checked up front so that a CPU-only machine says so in one line instead of failing deep inside torch.
+    Checked up front (:func:`wfvae_cli.devices.check_device`, the one device check) so that a CPU-only
+    machine says so in one line instead of failing deep inside torch.
     """
-    name = name.strip().lower()
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise WfvaeError(
-                f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
-            )
-        index = name.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise WfvaeError(
-                f"--device {name}: no such GPU; this machine has {torch.cuda.device_count()} (cuda:0 … "
-                f"cuda:{torch.cuda.device_count() - 1})"
-            )
-        return name
-    raise WfvaeError(f"--device {name!r}: use cpu, cuda, cuda:N or auto")
+    from wfvae_cli.devices import check_device
+
+    return check_device(name, allow_auto=True)
 
 
 @dataclass(frozen=True)
@@ -77,7 +62,7 @@ class BenchSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_dtype(self.dtype)
+        check_dtype(self.dtype, "--precision")
         if self.mode not in MODES:
             raise WfvaeError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.batch_size < 1:

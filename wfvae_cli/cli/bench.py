@@ -10,23 +10,35 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wfvae_cli.cli import console as ui
 from wfvae_cli.cli.options import (
-    console,
-    err_console,
-    parse_dtype,
+    Precision,
+    check_device,
+    flag,
     parse_int_list,
     parse_resolution,
     print_json,
     split_list,
 )
 from wfvae_cli.errors import EXIT_PARTIAL, WfvaeError
+
+
+class Phase(str, Enum):
+    encode = "encode"
+    decode = "decode"
+    both = "both"
+
+
+class ConvAlgorithm(str, Enum):
+    auto = "auto"
+    direct = "direct"
+    winograd = "winograd"
 
 bench_app = typer.Typer(
     invoke_without_command=True,
@@ -37,14 +49,23 @@ bench_app = typer.Typer(
 
 @contextmanager
 def _progress(what: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A Rich progress bar on stderr, driven by the library's ``progress(done, total, label)`` callback."""
+    """Progress on stderr, driven by the library's ``progress(done, total, label)`` callback: a Rich bar on a
+    terminal, a plain line per finished step otherwise (a benchmark step takes seconds to minutes)."""
+    if not ui.interactive():
+        def log(done: int, total: int, label: str) -> None:
+            ui.log(f"{what}: {done}/{total} {label}")
+
+        yield log
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn(f"[bold]{what}[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err_console,
+        TextColumn("{task.description}", markup=False),
+        console=ui.err,
         transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
@@ -64,23 +85,23 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def bench(
     ctx: typer.Context,
     model: list[str] = typer.Option(["wfvae-l"], "--model", "-m", help="Model(s) to compare: preset or checkpoint; repeat or comma-separate."),
-    res: list[str] = typer.Option(["256"], "--res", help="Resolution(s): N or HxW, comma-separated (256,512,768)."),
+    res: list[str] = typer.Option(["256"], "--resolution", help="Resolution(s): N or HxW, comma-separated (256,512,768)."),
     frames: list[str] = typer.Option(["33"], "--frames", help="Frame count(s), 4k+1, comma-separated (17,33,65)."),
     batch_size: int = typer.Option(1, "--batch-size", help="Clips per batch."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16 (CUDA: autocast; CPU: model cast)."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="CUDA: autocast; CPU: model cast."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Also measure Causal-Cache chunked inference with N-frame chunks."),
-    mode: str = typer.Option("both", "--mode", help="encode, decode or both."),
+    mode: Phase = typer.Option(Phase.both, "--mode", help="Which phases to time."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed runs before timing."),
     repeat: int = typer.Option(5, "--repeat", help="Timed runs (median, min, max reported)."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the encoder/decoder modules."),
-    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last_3d memory format for model and input."),
-    conv_algorithm: str = typer.Option("auto", "--conv-algorithm", help="3x3 convs: auto (Winograd where faster on CPU), direct or winograd."),
-    isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="CPU: each configuration in a fresh subprocess (clean peak RSS)."),
+    compile_: bool = flag(False, "--compile", help="torch.compile the encoder/decoder modules."),
+    channels_last: bool = flag(False, "--channels-last", help="channels_last_3d memory format for model and input."),
+    conv_algorithm: ConvAlgorithm = typer.Option(ConvAlgorithm.auto, "--conv-algorithm", help="3x3 convs: auto (Winograd where faster on CPU), direct or winograd."),
+    isolate: bool = flag(True, "--isolate/--no-isolate", help="CPU: each configuration in a fresh subprocess (clean peak RSS)."),
     max_rss_gb: float | None = typer.Option(None, "--max-rss-gb", help="CPU: kill a configuration whose RSS exceeds this many GiB (cell: OOM)."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema wfvae-bench/1) instead of a table."),
-    out: Path | None = typer.Option(None, "--out", help="Also write the JSON report to this file."),
+    as_json: bool = flag(False, "--json", help="Print the report as JSON (schema wfvae-bench/1) instead of a table."),
+    report_path: Path | None = typer.Option(None, "--report", dir_okay=False, help="Also write the JSON report to this file."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a time-vs-memory figure (png/pdf/svg)."),
 ) -> None:
     """Profile encode/decode time and peak memory over models × resolutions × frames."""
@@ -89,28 +110,31 @@ def bench(
     from wfvae_cli.bench import BenchSettings, plot_report, resolve_device, run_profile
     from wfvae_cli.bench.render import profile_notes, profile_table
 
-    parse_dtype(dtype)
+    device = check_device(device, allow_auto=True)
     sizes = [parse_resolution(r) for r in split_list(res)]
     lengths = parse_int_list(frames, "--frames")
     settings = BenchSettings(
-        device=resolve_device(device), dtype=dtype, batch_size=batch_size, warmup=warmup, repeat=repeat,
-        mode=mode, chunk_frames=chunk_frames, compile=compile_, channels_last=channels_last,  # type: ignore[arg-type]
-        conv_algorithm=conv_algorithm, isolate=isolate, max_rss_gb=max_rss_gb, threads=threads,
+        device=resolve_device(device), dtype=precision.value, batch_size=batch_size, warmup=warmup, repeat=repeat,
+        mode=mode.value, chunk_frames=chunk_frames, compile=compile_, channels_last=channels_last,  # type: ignore[arg-type]
+        conv_algorithm=conv_algorithm.value, isolate=isolate, max_rss_gb=max_rss_gb, threads=threads,
     )
     with _progress("bench") as update:
         report = run_profile(split_list(model), sizes, lengths, settings, progress=update)
     data = report.to_dict()
-    if out:
-        _write_json(out, data)
+    if report_path:
+        _write_json(report_path, data)
     if plot:
         plot_report(report, plot)
     if as_json:
         print_json(data)
     else:
-        out_console = console if console.is_terminal else Console(width=max(console.width, 120))
+        from rich.console import Console
+
+        # a redirected table is not cut to 80 columns: it is read in a file, not a terminal
+        out_console = ui.out if ui.out.is_terminal else Console(width=max(ui.out.width, 120))
         out_console.print(profile_table(report))
         for note in profile_notes(report):
-            out_console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
+            out_console.print(f"[yellow]{ui.esc(note)}[/]", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -118,10 +142,11 @@ def bench(
 @bench_app.command("recon")
 def recon(
     inputs: list[str] = typer.Argument(..., help="Videos, folders, globs, shards (.tar) or manifests (.txt/.csv/.jsonl/.parquet); paths or URLs."),
-    model: str = typer.Option(..., "--model", "-m", help="Model: preset or checkpoint."),
+    model: str = typer.Option(..., "--model", "-m", help="Model: checkpoint dir/file, hub id, wfvae-tiny, or a preset with --random-weights."),
+    random_weights: bool = flag(False, "--random-weights", help="Allow a preset without trained weights (plumbing checks: the numbers mean nothing)."),
     storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for URL inputs."),
     frames: int = typer.Option(33, "--frames", help="Frames per clip (4k+1); the head clip of each video."),
-    res: str = typer.Option("256", "--res", help="Resolution N or HxW (resize + centre crop)."),
+    res: str = typer.Option("256", "--resolution", help="Resolution N or HxW (resize + centre crop)."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Reference inference in Causal-Cache chunks of N frames (default: direct)."),
     metrics: str = typer.Option("psnr,ssim,lpips,fvd", "--metrics", help="Comma-separated: psnr, ssim, lpips, fvd."),
     lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="alexnet-owt-7be5be79.pth (or its folder)."),
@@ -129,11 +154,11 @@ def recon(
     limit: int | None = typer.Option(None, "--limit", help="Evaluate at most N videos (in sorted order)."),
     save_videos: Path | None = typer.Option(None, "--save-videos", help="Write the reconstructions as mp4 here."),
     compare_chunked: int | None = typer.Option(None, "--compare-chunked", help="Also run chunked inference (N frames) and report the difference."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision."),
     decode_timeout: float = typer.Option(60.0, "--decode-timeout", help="Seconds allowed to read one video."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema wfvae-bench-recon/1)."),
-    out: Path | None = typer.Option(None, "--out", help="Also write the JSON report to this file."),
+    as_json: bool = flag(False, "--json", help="Print the report as JSON (schema wfvae-bench-recon/1)."),
+    report_path: Path | None = typer.Option(None, "--report", dir_okay=False, help="Also write the JSON report to this file."),
 ) -> None:
     """Reconstruction quality (PSNR, SSIM, LPIPS, rFVD) of a model on real videos; direct vs chunked."""
     from wfvae_cli.bench import ReconSettings, run_recon
@@ -141,30 +166,33 @@ def recon(
     from wfvae_cli.io.remote import set_storage_options
     from wfvae_cli.storage import parse_storage_options
 
-    parse_dtype(dtype)
+    device = check_device(device, allow_auto=True)
     set_storage_options(parse_storage_options(storage_options))  # URL inputs, here and in the decode workers
     height, width = parse_resolution(res)
     settings = ReconSettings(
         inputs=tuple(inputs), model=model, frames=frames, height=height, width=width, chunk_frames=chunk_frames,
         metrics=tuple(split_list([metrics])), lpips_weights=str(lpips_weights) if lpips_weights else None,
         i3d=str(i3d) if i3d else None, limit=limit, save_videos=str(save_videos) if save_videos else None,
-        compare_chunked=compare_chunked, device=device, dtype=dtype, decode_timeout=decode_timeout,
+        compare_chunked=compare_chunked, device=device, dtype=precision.value, decode_timeout=decode_timeout,
+        random_weights=random_weights,
     )
     with _progress("recon") as update:
         report = run_recon(settings, progress=update)
     data = report.to_dict()
-    if out:
-        _write_json(out, data)
+    if report_path:
+        _write_json(report_path, data)
     if as_json:
         print_json(data)
     else:
-        console.print(recon_table(report))
+        ui.out.print(recon_table(report))
+    esc = ui.esc
     for name, why in report.unavailable.items():
-        err_console.print(f"[yellow]{name} unavailable:[/] {why}", highlight=False, soft_wrap=True)
+        ui.err.print(f"[yellow]{esc(name)} unavailable:[/] {esc(why)}", highlight=False, soft_wrap=True)
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        ui.err.print(f"[yellow]note:[/] {esc(note)}", highlight=False, soft_wrap=True)
     for failure in report.failures:
-        err_console.print(f"[red]failed[/] {failure.path} ({failure.stage}): {failure.reason}", highlight=False, soft_wrap=True)
+        ui.err.print(f"[red]failed[/] {esc(failure.path)} ({esc(failure.stage)}): {esc(failure.reason)}",
+                     highlight=False, soft_wrap=True)
     if not report.clips:
         raise WfvaeError("no clip could be evaluated: every input failed (see the lines above)")
     if report.failures:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from wfvae_cli.cli.options import console, parse_resolution, print_json
+from wfvae_cli.cli import console as ui
+from wfvae_cli.cli.options import flag, parse_resolution, print_json
 from wfvae_cli.errors import WfvaeError
 
 #: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
@@ -14,10 +14,11 @@ app = typer.Typer()
 
 @app.command()
 def info(
-    spec: str = typer.Argument(..., help="Model (preset wfvae-s|m|l, wfvae-l-8ch, wfvae-s-8chn; checkpoint dir/file; hub id) or a latent store (.zarr)."),
-    res: str = typer.Option("256", "--res", help="Input resolution for the latent shape: N or HxW."),
+    spec: str = typer.Argument(..., help="Model (checkpoint dir/file, hub id, wfvae-tiny, or a preset such as wfvae-l with --random-weights) or a latent store (.zarr)."),
+    random_weights: bool = flag(False, "--random-weights", help="Allow a preset without trained weights (random init, seeded)."),
+    res: str = typer.Option("256", "--resolution", help="Input resolution for the latent shape: N or HxW."),
     frames: int = typer.Option(33, "--frames", help="Input frames for the latent shape (4k+1)."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+    as_json: bool = flag(False, "--json", help="Print machine-readable JSON instead of tables."),
 ) -> None:
     """Show a model (config, parameter counts, fingerprint, compression, latent shape) or a latent store
     (metadata, samples per bucket and status, size on disk)."""
@@ -34,16 +35,21 @@ def info(
     height, width = parse_resolution(res)
     if frames < 1:
         raise WfvaeError(f"--frames {frames}: must be >= 1")
-    summary = model_summary(load_model(spec), frames, height, width)
+    model = load_model(spec, random_weights=random_weights)
+    summary = {**model_summary(model, frames, height, width), "random_weights": bool(model.random_weights)}
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"WF-VAE  {spec}", show_header=False, title_justify="left")
+    from rich.table import Table
+
+    table = Table(title=f"WF-VAE  {ui.esc(spec)}", show_header=False, title_justify="left")
     table.add_column(style="bold cyan")
     table.add_column()
     p = summary["params"]
     comp = summary["compression"]
-    table.add_row("weights", summary["source"])
+    table.add_row("weights", ui.esc(summary["source"]))
+    if summary["random_weights"]:
+        table.add_row("random weights", "[bold yellow]yes[/]: not a trained model; latents and reconstructions mean nothing")
     table.add_row("fingerprint", summary["fingerprint"][:16] + "…")
     table.add_row("parameters", f"encoder {p['encoder'] / 1e6:.3f}M · decoder {p['decoder'] / 1e6:.3f}M · total {p['total'] / 1e6:.3f}M")
     table.add_row("compression", f"{comp['temporal']}×{comp['spatial']}×{comp['spatial']} → {comp['latent_channels']} channels ({comp['ratio']}× fewer values)")
@@ -54,4 +60,4 @@ def info(
         f"base {cfg['base_channels']} · flow {cfg['encoder_energy_flow_hidden_size']}/{cfg['decoder_energy_flow_hidden_size']} · "
         f"{cfg['norm_type']} · t_interp {cfg['t_interpolation']} · attention {cfg['use_attention']}",
     )
-    console.print(table)
+    ui.out.print(table)

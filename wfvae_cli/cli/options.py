@@ -1,42 +1,74 @@
-"""Option parsing shared by several commands (one place for each rule)."""
+"""Option parsing shared by several commands (one place for each rule).
+
+Nothing here imports torch at module level: ``wfvae --help`` / ``--version`` import every command module,
+and must stay fast (torch costs seconds).
+"""
 
 from __future__ import annotations
 
-import json
+from enum import Enum
 from typing import Any
 
-import torch
 import typer
-from rich.console import Console
 
-from wfvae_cli.dtypes import torch_dtype
+from wfvae_cli.cli import console as _console
+from wfvae_cli.cli.console import print_json as print_json
+from wfvae_cli.devices import check_device as check_device
+from wfvae_cli.dtypes import DTYPE_NAMES, check_dtype
 from wfvae_cli.errors import WfvaeError
 
-console = Console()
-err_console = Console(stderr=True)
+# compatibility names: the one pair of consoles lives in cli/console.py
+console = _console.out
+err_console = _console.err
 
 
+class Precision(str, Enum):
+    """Compute precision (recipes: ``precision``); CUDA autocasts, the CPU casts the model."""
 
-def parse_resolution(res: str) -> tuple[int, int]:
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class StoreDtype(str, Enum):
+    """Stored floating-point type of latents (or exported weights)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class WeightsDtype(str, Enum):
+    """Stored precision of exported weights."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def flag(default: bool | None, *names: str, **kwargs: Any) -> Any:
+    """A boolean option shown as a flag (``--overwrite``), not as ``--overwrite <bool>``."""
+    return typer.Option(default, *names, metavar="", **kwargs)
+
+
+DTYPES = tuple(DTYPE_NAMES)
+
+
+def parse_resolution(res: str, option: str = "--resolution") -> tuple[int, int]:
     """``256`` -> (256, 256); ``320x512`` -> (320, 512) as (height, width); multiples of 8."""
     try:
         parts = [int(v) for v in res.lower().split("x")]
     except ValueError as exc:
-        raise WfvaeError(f"--res {res!r}: expected N or HxW, e.g. 256 or 320x512") from exc
+        raise WfvaeError(f"{option} {res!r}: expected N or HxW, e.g. 256 or 320x512") from exc
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or any(v <= 0 or v % 8 for v in parts):
-        raise WfvaeError(f"--res {res!r}: height and width must be positive multiples of 8")
+        raise WfvaeError(f"{option} {res!r}: height and width must be positive multiples of 8")
     return parts[0], parts[1]
 
 
-def parse_dtype(name: str) -> torch.dtype:
-    return torch_dtype(name, "--dtype")
-
-
-def print_json(data: Any) -> None:
-    """Machine-readable output on stdout, nothing else."""
-    typer.echo(json.dumps(data, indent=2, default=str))
+def parse_dtype(name: str | Enum, option: str = "--precision") -> str:
+    """A compute precision name (``fp32``/``bf16``/``fp16``); the error names ``option``."""
+    return check_dtype(name.value if isinstance(name, Enum) else name, option)
 
 
 def human_bytes(n: float) -> str:

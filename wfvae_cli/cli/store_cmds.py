@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from wfvae_cli.cli.options import console, human_bytes, print_json
+from wfvae_cli.cli import console as ui
+from wfvae_cli.cli.options import flag, human_bytes, print_json
 from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL
 
 #: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
@@ -17,8 +17,8 @@ app = typer.Typer()
 @app.command()
 def verify(
     store: Path = typer.Argument(..., help="Latent store (.zarr)."),
-    repair: bool = typer.Option(False, "--repair", help="Mark unreadable done samples as failed and remove temp files."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    repair: bool = flag(False, "--repair", help="Mark unreadable done samples as failed and remove temp files."),
+    as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Check that every done sample is readable and finite (exit 1 if not)."""
     from dataclasses import asdict
@@ -30,10 +30,10 @@ def verify(
         print_json({**asdict(report), "ok": report.ok})
     else:
         state = "[green]OK[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
-        console.print(f"{store}: {state} · {report.checked} done samples checked · {report.pending} pending · "
+        ui.out.print(f"{ui.esc(store)}: {state} · {report.checked} done samples checked · {report.pending} pending · "
                       f"{report.failed} failed")
         for p in report.problems[:50]:
-            console.print(f"  {p}")
+            ui.out.print(f"  {p}", markup=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
 
 
@@ -43,9 +43,9 @@ def decode(
     index: list[int] = typer.Option(..., "--index", "-i", help="Sample index (reader order of done samples); repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the mp4 files."),
     model: str | None = typer.Option(None, "--model", "-m", help="Override the model recorded in the store."),
-    side_by_side: bool = typer.Option(False, "--side-by-side", help="Put the source clip left of the reconstruction."),
+    side_by_side: bool = flag(False, "--side-by-side", help="Put the source clip left of the reconstruction."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Causal Cache chunk (frames) for decoding."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Decode stored latents back to mp4 with the model that made them."""
     from wfvae_cli.pipeline.decode import decode_samples
@@ -55,31 +55,41 @@ def decode(
         print_json([{"index": c.index, "path": str(c.path), "source": c.source, "frames": c.frames} for c in clips])
         return
     for c in clips:
-        console.print(f"sample {c.index} ({c.frames} frames, from {c.source}) -> {c.path}")
+        ui.out.print(f"sample {c.index} ({c.frames} frames, from {c.source}) -> {c.path}", markup=False)
 
 
 def render_store_info(path: Path, as_json: bool) -> None:
     """`wfvae info STORE.zarr`: metadata, counts per bucket and status, size on disk, rejected inputs."""
-    from wfvae_cli.store import summary
+    from rich.table import Table
 
+    from wfvae_cli.store import open_store, summary
+
+    esc = ui.esc
     s = summary(path)
+    runs = open_store(path).run_stats()
     if as_json:
-        print_json(s.to_dict())
+        print_json({**s.to_dict(), "runs": runs})
         return
     meta = s.meta
-    console.print(
-        f"[bold]{path}[/bold]  format {meta.format_version} · {meta.kind} · {meta.dtype} · model {meta.model} "
-        f"({meta.weights_sha256[:12]}…) · {human_bytes(s.nbytes)} on disk · "
+    weights = " [bold yellow]RANDOM WEIGHTS[/] (--random-weights: not a trained model)" if meta.random_weights else ""
+    ui.out.print(
+        f"[bold]{esc(path)}[/bold]  format {meta.format_version} · {meta.kind} · {meta.dtype} · model {esc(meta.model)} "
+        f"({meta.weights_sha256[:12]}…){weights} · {human_bytes(s.nbytes)} on disk · "
         f"{'completed ' + meta.completed_at if meta.completed_at else 'incomplete'}"
     )
     table = Table(title_justify="left")
     for col in ("bucket", "latent (C,T,H,W)", "samples", "done", "failed", "pending", "shards"):
         table.add_column(col, justify="left" if col == "bucket" else "right")
     for b in s.buckets:
-        table.add_row(b.bucket_id, str(tuple(b.latent_shape)), str(b.counts.done + b.counts.failed + b.counts.pending),
+        table.add_row(esc(b.bucket_id), str(tuple(b.latent_shape)), str(b.counts.done + b.counts.failed + b.counts.pending),
                       str(b.counts.done), str(b.counts.failed), str(b.counts.pending), str(b.num_shards))
-    console.print(table)
+    ui.out.print(table)
+    if runs:
+        run_id, last = list(runs.items())[-1]
+        c, r = last.get("counts", {}), last.get("rates", {})
+        ui.out.print(f"{len(runs)} run(s); last {run_id}: {c.get('done', 0)} encoded, {c.get('failed_this_run', 0)} failed, "
+                     f"{r.get('clips_per_s', 0)} clips/s (stats/{run_id})", markup=False)
     if s.rejected:
-        console.print(f"{len(s.rejected)} input(s) rejected at planning (no clip):")
+        ui.out.print(f"{len(s.rejected)} input(s) rejected at planning (no clip):")
         for source, reason in s.rejected[:20]:
-            console.print(f"  {source}: {reason.removeprefix(source + ': ')}")
+            ui.out.print(f"  {source}: {reason.removeprefix(source + ': ')}", markup=False)

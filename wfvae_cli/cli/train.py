@@ -3,7 +3,7 @@
 ``train`` is a Typer group whose default command is ``run``: ``wfvae train recipe.toml optim.lr=2e-5`` is
 ``wfvae train run recipe.toml optim.lr=2e-5``, while ``wfvae train export ...`` reaches the export command.
 Under ``torchrun --nproc-per-node N -m wfvae_cli train recipe.toml`` every process runs the same command and
-joins the process group from torchrun's environment; ``--ray --workers N`` hands the same function to Ray
+joins the process group from torchrun's environment; ``--ray --train-workers N`` hands the same function to Ray
 Train's ``TorchTrainer`` (Ray is an optional dependency, imported only then); both launchers live in
 :mod:`wfvae_cli.train.launch`, this module only parses options and renders progress.
 """
@@ -17,7 +17,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from wfvae_cli.cli.options import console, err_console
+from wfvae_cli.cli import console as ui
+from wfvae_cli.cli.options import WeightsDtype, flag
 from wfvae_cli.errors import WfvaeError
 
 
@@ -45,13 +46,13 @@ train_app = typer.Typer(
 def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML (see recipes/)."),
     overrides: list[str] = typer.Argument(None, help="Overrides: section.key=value (TOML values; `none` unsets)."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved recipe and exit."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in output_dir/checkpoints."),
+    print_config: bool = flag(False, "--print-config", help="Print the fully resolved recipe and exit."),
+    resume: bool = flag(False, "--resume", help="Continue from the newest checkpoint in output_dir/checkpoints."),
     resume_from: Path | None = typer.Option(None, "--resume-from", help="Continue from this training checkpoint."),
-    use_ray: bool = typer.Option(False, "--ray", help="Run on a Ray cluster with Ray Train (pip install -e '.\\[ray]')."),
-    workers: int = typer.Option(1, "--workers", help="Ray Train workers (one per device) with --ray."),
-    gpu: bool | None = typer.Option(None, "--gpu/--no-gpu", help="Ray workers use a GPU each (default: if CUDA is here)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (logs and metrics.jsonl only)."),
+    use_ray: bool = flag(False, "--ray", help="Run on a Ray cluster with Ray Train (needs: pip install 'wfvae\\[ray]')."),
+    workers: int = typer.Option(1, "--train-workers", help="With --ray: Ray Train workers (one per device)."),
+    gpu: bool | None = flag(None, "--gpu/--no-gpu", help="Ray workers use a GPU each (default: if CUDA is here)."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar (logs and metrics.jsonl only)."),
 ) -> None:
     """Train (or resume) a run described by RECIPE; `--print-config` shows the resolved recipe."""
     from wfvae_cli.train.recipe import dump_recipe, load_recipe
@@ -67,7 +68,7 @@ def run(
         _run_ray(recipe, overrides or [], resume_arg, workers, gpu)
         return
     if workers != 1:
-        raise WfvaeError("--workers is for --ray; with torchrun use --nproc-per-node")
+        raise WfvaeError("--train-workers is for --ray; with torchrun use --nproc-per-node")
     _run_local(loaded, resume_arg, progress=not quiet)
 
 
@@ -110,7 +111,7 @@ class _ProgressBar:
 
             self.bar = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console,
+                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=ui.err,
             )
             self.bar.start()
             self.task = self.bar.add_task("train", total=report.total, completed=report.step, info="")
@@ -125,38 +126,38 @@ class _ProgressBar:
 
 
 def _summary(result: Any) -> None:
-    console.print(f"trained to step {result.step} · output {result.output_dir}")
+    ui.out.print(f"trained to step {result.step} · output {result.output_dir}", markup=False)
     if result.checkpoint is not None:
-        console.print(f"checkpoint {result.checkpoint}  (export: wfvae train export {result.checkpoint} --out DIR)")
+        ui.out.print(f"checkpoint {result.checkpoint}  (export: wfvae train export {result.checkpoint} --out DIR)",
+                     markup=False)
     if result.last_eval:
-        console.print("eval: " + " ".join(f"{k}={v:.4g}" for k, v in result.last_eval.items()))
+        ui.out.print("eval: " + " ".join(f"{k}={v:.4g}" for k, v in result.last_eval.items()), markup=False)
 
 
 def _run_ray(recipe: Path, overrides: list[str], resume: Path | bool | None, workers: int, gpu: bool | None) -> None:
     from wfvae_cli.train.launch import train_on_ray
 
     train_on_ray(recipe, overrides, resume=resume, workers=workers, use_gpu=gpu)
-    err_console.print(f"ray: {workers} worker(s) finished")
+    ui.log(f"ray: {workers} worker(s) finished")
 
 
 @train_app.command("export")
 def export(
     checkpoint: Path = typer.Argument(..., help="Training checkpoint (output_dir/checkpoints/step_*.pt) or its folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for config.json + diffusion_pytorch_model.safetensors."),
-    raw: bool = typer.Option(False, "--raw", help="Export the raw weights instead of the EMA weights."),
-    dtype: str = typer.Option("fp32", "--dtype", help="Stored precision of the weights: fp32 | fp16 | bf16."),
+    raw: bool = flag(False, "--raw", help="Export the raw weights instead of the EMA weights."),
+    store_dtype: WeightsDtype = typer.Option(WeightsDtype.fp32, "--store-dtype", help="Stored precision of the weights."),
 ) -> None:
     """Write the official HF layout (what `load_model` and the official code read); EMA weights by default."""
     import torch
 
-    from wfvae_cli.dtypes import torch_dtype
     from wfvae_cli.train.checkpoint import export_checkpoint, latest_checkpoint
 
-    stored = torch_dtype(dtype, "--dtype")
+    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
     if checkpoint.is_dir():
         found = latest_checkpoint(checkpoint)
         if found is None:
             raise WfvaeError(f"{checkpoint}: no step_*.pt checkpoint in this folder")
         checkpoint = found
-    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=None if stored == torch.float32 else stored)
-    console.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}")
+    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=dtypes[store_dtype.value])
+    ui.out.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}", markup=False)

@@ -46,7 +46,11 @@ from wfvae_cli.io.transform import ResizeSpec
 STARTUP_TIMEOUT = 120.0  # seconds for a fresh worker to import the package (slow disks, loaded machines)
 _FRAME = struct.Struct("<QQ")  # header length, payload length
 # `python -c` rather than `-m`: runpy would import this module twice (once via the package's __init__).
-_CHILD_CODE = "import sys; from wfvae_cli.io._worker import main; main(sys.argv[1:])"
+# SIGINT is ignored first: a Ctrl-C while the child is still importing must not print its traceback
+_CHILD_CODE = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "import sys; from wfvae_cli.io._worker import main; main(sys.argv[1:])"
+)
 
 
 # ----------------------------------------------------------------------------------------------- transport

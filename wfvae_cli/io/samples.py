@@ -18,7 +18,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import skimage.data
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +38,9 @@ Size = tuple[int, int]  # (height, width), as everywhere in wfvae_cli.io
 
 
 def _photo(name: str) -> np.ndarray:
-    image = getattr(skimage.data, name)()
+    from wfvae_cli.extras import require
+
+    image = getattr(require("skimage.data", "sample clips"), name)()
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 

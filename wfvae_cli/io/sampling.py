@@ -94,20 +94,20 @@ class ClipSpec:
                 f"--frames {self.frames!r} is not {m}k+1: this WF-VAE needs {examples}, … frames"
             )
         if self.stride is not None and self.fps is not None:
-            raise WfvaeError("--stride and --fps are alternatives: give one of them, not both")
+            raise WfvaeError("--sample-rate and --fps are alternatives: give one of them, not both")
         if self.stride is not None and (not _whole(self.stride) or self.stride < 1):
-            raise WfvaeError(f"--stride {self.stride!r} must be a whole number >= 1")
+            raise WfvaeError(f"--sample-rate {self.stride!r} must be a whole number >= 1")
         if self.fps is not None and not (_number(self.fps) and math.isfinite(self.fps) and self.fps > 0):
             raise WfvaeError(f"--fps {self.fps!r} must be a positive number of frames per second")
         if self.mode not in MODES:
-            raise WfvaeError(f"--mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
+            raise WfvaeError(f"--clip-mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
         if not _whole(self.clips_per_video) or self.clips_per_video < 0:
             raise WfvaeError(f"--clips-per-video {self.clips_per_video!r} must be a whole number >= 0")
         if self.mode == "uniform" and self.clips_per_video < 1:
-            raise WfvaeError("--clips-per-video must be >= 1 with --mode uniform")
+            raise WfvaeError("--clips-per-video must be >= 1 with --clip-mode uniform")
         if self.mode in ("head", "full") and self.clips_per_video != 1:
             raise WfvaeError(
-                f"--mode {self.mode} makes one clip per video: drop --clips-per-video or use uniform/sliding"
+                f"--clip-mode {self.mode} makes one clip per video: drop --clips-per-video or use uniform/sliding"
             )
 
     def step(self, source_fps: float) -> float:

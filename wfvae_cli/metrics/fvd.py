@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 
@@ -129,9 +128,12 @@ def frechet_terms(
 
 def _sqrtm(product: np.ndarray) -> np.ndarray:
     """``scipy.linalg.sqrtm`` without its "singular matrix" warning: the root is validated by the caller."""
+    from wfvae_cli.extras import require
+
+    scipy_linalg = require("scipy.linalg", "rFVD")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        return scipy.linalg.sqrtm(product)
+        warnings.simplefilter("ignore", scipy_linalg.LinAlgWarning)
+        return scipy_linalg.sqrtm(product)
 
 
 def _sqrtm_ok(root: np.ndarray, product: np.ndarray) -> bool:

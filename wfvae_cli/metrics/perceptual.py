@@ -38,7 +38,9 @@ def _build_lpips(spatial: bool = True) -> torch.nn.Module:
     ``pnet_rand=True`` is what keeps torchvision from downloading; the trunk is replaced afterwards
     (or, for :meth:`LPIPSMetric.random_trunk`, deliberately left random).
     """
-    import lpips  # heavy import, only when LPIPS is actually used
+    from wfvae_cli.extras import require
+
+    lpips = require("lpips", "LPIPS")  # heavy import, only when LPIPS is actually used
 
     with warnings.catch_warnings():
         # lpips 0.1.4 calls torchvision with the deprecated `pretrained=` argument

@@ -2,8 +2,11 @@
 
 Accepted specs, in the order they are tried:
 
-1. a preset name (``wfvae-s``, ``wfvae-l-8ch``, ``wfvae-s-8chn`` ...): random init, seeded, so two
-   calls give the same weights (speed benchmarks and tests need no download);
+1. a preset name: ``wfvae-tiny`` loads the trained weights shipped in the package; the architecture
+   presets (``wfvae-s``, ``wfvae-l-8ch``, ``wfvae-s-8chn`` ...) have no trained weights and are refused
+   unless ``random_weights=True`` (CLI ``--random-weights``) asks for a seeded random init, so two calls give
+   the same weights (speed benchmarks and tests need no download). Like diffusers' ``from_config``, random
+   weights are never the silent default: latents of an untrained VAE look plausible and are worthless;
 2. a directory: ``config.json`` + ``diffusion_pytorch_model.safetensors`` (the HF release), or any
    ``*.safetensors`` / ``*.ckpt`` / ``*.pt`` / ``*.bin`` in it;
 3. a single weights file, with ``config.json`` beside it or the config inferred from tensor shapes;
@@ -42,17 +45,33 @@ def load_model(
     dtype: torch.dtype | None = None,
     ema: bool = True,
     seed: int = PRESET_SEED,
+    random_weights: bool = False,
 ) -> WFVAE:
     """Build a WF-VAE from ``spec`` (see the module docstring), in eval mode on ``device``/``dtype``.
 
     ``ema=True`` prefers the EMA weights of a training checkpoint when it holds them.
+    ``random_weights=True`` builds a preset's architecture with seeded random weights (``seed``); without
+    it a preset that has no trained weights is a :class:`CheckpointError`. The returned model's
+    ``random_weights`` attribute says which one it is (recorded in stores and shown by ``wfvae info``).
     """
     spec_str = os.fspath(spec)
     path = Path(spec_str).expanduser()
-    if not path.exists() and spec_str.lower() in BUNDLED_PRESETS:  # trained weights shipped in the package
-        model = _load_directory(bundled_dir(spec_str), ema, source=f"bundled:{spec_str.lower()}")
-    elif not path.exists() and _is_preset(spec_str):
+    is_preset = not path.exists() and _is_preset(spec_str)
+    if random_weights and not is_preset:
+        raise CheckpointError(
+            f"{spec_str}: random weights are built from a preset's architecture (e.g. wfvae-l), not from a "
+            "checkpoint; drop --random-weights (random_weights=True) to load these weights"
+        )
+    if random_weights:
         model = _build_preset(spec_str, seed)
+    elif is_preset and spec_str.lower() in BUNDLED_PRESETS:  # trained weights shipped in the package
+        model = _load_directory(bundled_dir(spec_str), ema, source=f"bundled:{spec_str.lower()}")
+    elif is_preset:
+        raise CheckpointError(
+            f"{spec_str}: this preset has no trained weights; pass a checkpoint (a directory with config.json + "
+            "diffusion_pytorch_model.safetensors, a weights file, or a hub id in the local cache), use the "
+            "trained wfvae-tiny, or add --random-weights (API: random_weights=True) for a random init"
+        )
     elif path.is_dir():
         model = _load_directory(path, ema)
     elif path.is_file():
@@ -64,10 +83,21 @@ def load_model(
             f"{spec_str}: no such file, directory or preset; presets are {', '.join(preset_names()[:4])}, ... "
             "(see `wfvae info --help`), or pass a checkpoint path"
         )
+    model.random_weights = random_weights
     model.eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     return model
+
+
+def is_weightless_preset(spec: str | os.PathLike[str]) -> bool:
+    """True for a preset name that is only an architecture (no trained weights ship with it)."""
+    spec_str = os.fspath(spec)
+    return (
+        not Path(spec_str).expanduser().exists()
+        and _is_preset(spec_str)
+        and spec_str.lower() not in BUNDLED_PRESETS
+    )
 
 
 def load_state_dict_file(path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:

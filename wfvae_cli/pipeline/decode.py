@@ -25,7 +25,8 @@ class DecodedClip:
 
 def model_for_store(store: LatentStore, spec: str | None) -> WFVAE:
     """The model recorded in the store (or ``spec``); its weights must be the ones that made the latents."""
-    model = load_model(spec or store.meta.model)
+    # a store made with random weights records it; its model is rebuilt the same way (same seed, same fingerprint)
+    model = load_model(spec or store.meta.model, random_weights=spec is None and store.meta.random_weights)
     if model.fingerprint() != store.meta.weights_sha256:
         raise WfvaeError(
             f"{store.path}: latents were made by weights {store.meta.weights_sha256[:12]}…, but "

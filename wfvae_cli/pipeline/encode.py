@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,6 +79,7 @@ def store_meta(opts: EncodeOptions, model: WFVAE) -> StoreMeta:
         tool_version=__version__,
         command=list(opts.command),
         sample_seed=opts.seed if opts.store_sample else None,
+        random_weights=bool(getattr(model, "random_weights", False)),
     )
 
 
@@ -119,14 +122,21 @@ def encode_dataset(
     """Encode every clip of ``opts.inputs`` into the store ``opts.out``, resuming it if it exists.
 
     A store written with other weights or preprocessing is refused unless ``opts.overwrite``.
-    ``on_plan(stage, done, total)`` reports planning progress (probing videos).
+    ``on_plan(stage, done, total)`` reports what the run is doing: ``"probe"`` with counts while probing
+    videos, and a few one-off stages (``"connecting to Ray"``, ``"starting decoders"``) so a long start-up is
+    never silent. Each run (not a dry run) leaves its statistics in the store (``LatentStore.write_run_stats``).
     """
+    started = utc_now(), time.perf_counter()
+    if opts.ray is not None and not dry_run:
+        from wfvae_cli.extras import require
+
+        require("ray", "--ray")  # before anything is loaded: one line with the install command, exit 2
     set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
-    model = load_model(opts.model)
+    model = load_model(opts.model, random_weights=opts.random_weights)
     if dry_run:
-        return _encode(opts, model, None, on_plan)
+        return _encode(opts, model, None, on_plan, started=started)
     with open_backend(opts) as backend:  # closed whatever happens (a Ray this run started is stopped)
-        return _encode(opts, model, backend, on_plan, progress)
+        return _encode(opts, model, backend, on_plan, progress, started=started)
 
 
 def _encode(
@@ -135,9 +145,14 @@ def _encode(
     backend: Backend | None,
     on_plan: Callable[[str, int, int], None] | None,
     progress: ProgressFn | None = None,
+    *,
+    started: tuple[str, float],
 ) -> EncodeSummary:
-    """:func:`encode_dataset` with the model loaded; ``backend`` is None for a dry run (plan only)."""
+    """:func:`encode_dataset` with the model loaded; ``backend`` is None for a dry run (plan only);
+    ``started``: the run's start (UTC timestamp, perf_counter) for its statistics."""
     dry_run = backend is None
+    started_at, t_start = started
+    stage = on_plan or (lambda _stage, _done, _total: None)
     meta = store_meta(opts, model)
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
@@ -146,6 +161,8 @@ def _encode(
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
     # Before planning: a bad device, Ray address or worker count fails before any work.
     if backend is not None:
+        if opts.ray is not None:
+            stage("connecting to Ray", 0, 0)
         backend.prepare(model)
         opts = backend.opts  # Ray: `workers` resolved to the number of model workers
 
@@ -190,13 +207,15 @@ def _encode(
 
     tasks, already_done = _tasks(store, opts.retry_failed)
     assert backend is not None  # a dry run returned above
+    t_planned = time.perf_counter()
+    stage(f"encoding {len(tasks)} clip(s) ({already_done} already done); starting decoders", 0, len(tasks))
     result = backend.run(store, tasks, progress)
     warnings.extend(backend.warnings)
     store.refresh()
     if all(store.counts(b)["pending"] == 0 for b in store.buckets):
         store.finalize(utc_now())
     times = result.times
-    return EncodeSummary(
+    summary = EncodeSummary(
         store=str(out),
         resumed=resumed,
         inputs=inputs,
@@ -219,3 +238,38 @@ def _encode(
         },
         warnings=warnings,
     )
+    _write_stats(store, summary, opts, started_at, t_planned - t_start, time.perf_counter() - t_start)
+    return summary
+
+
+def run_stats(summary: EncodeSummary, opts: EncodeOptions, started_at: str, setup_s: float, total_s: float) -> dict[str, Any]:
+    """The per-run statistics a store keeps (like video2dataset's ``_stats.json``); see docs/store-format.md."""
+    wall = summary.times.get("wall_s", 0.0)
+    return {
+        "schema": "wfvae-run-stats/1",
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "command": list(opts.command),
+        "backend": "ray" if opts.ray is not None else "local",
+        "resumed": summary.resumed,
+        "counts": {
+            "inputs": summary.inputs, "videos": summary.videos, "clips": summary.clips,
+            "already_done": summary.already_done, "done": summary.done, "failed_total": summary.failed,
+            "failed_this_run": len(summary.failures), "rejected": len(summary.rejected),
+        },
+        "rates": {
+            "clips_per_s": round(summary.done / wall, 4) if wall > 0 else 0.0,
+            "frames_per_s": round(summary.frames / wall, 3) if wall > 0 else 0.0,
+            "model_busy_fraction": summary.times.get("model_busy_fraction", 0.0),
+        },
+        "times_s": {"setup": round(setup_s, 3), "total": round(total_s, 3), **{
+            k.removesuffix("_s"): v for k, v in summary.times.items() if k.endswith("_s")}},
+        "failures": [{"source": s, "reason": r} for s, r in summary.failures[:1000]],
+        "warnings": list(summary.warnings),
+    }
+
+
+def _write_stats(store: LatentStore, summary: EncodeSummary, opts: EncodeOptions, started_at: str,
+                 setup_s: float, total_s: float) -> None:
+    run_id = started_at.replace(":", "").replace("-", "").removesuffix("+0000") + f"Z-{os.getpid()}"
+    store.write_run_stats(run_id, run_stats(summary, opts, started_at, setup_s, total_s))

@@ -44,6 +44,8 @@ class EncodeOptions:
     seed: int = 0
     chunk_frames: int | None = None
     device: str = "cpu"
+    #: build a weightless preset with random weights instead of refusing it (``load_model(random_weights=)``)
+    random_weights: bool = False
     workers: int = 2
     decode_timeout: float | None = 300.0
     overwrite: bool = False
@@ -80,7 +82,7 @@ class EncodeOptions:
             if not getattr(self, name).strip():
                 raise WfvaeError(f"--{name.replace('_', '-')} '': give the manifest column's name")
         if self.size is None and not self.buckets:
-            raise WfvaeError("give a resolution (--res / --height --width) or --buckets")
+            raise WfvaeError("give a resolution (--resolution / --height --width) or --buckets")
         for h, w in ((self.size,) if self.size else ()) + tuple(self.buckets):
             if h <= 0 or w <= 0 or h % 8 or w % 8:
                 raise WfvaeError(f"size {h}x{w}: height and width must be positive multiples of 8")
@@ -89,14 +91,14 @@ class EncodeOptions:
         if self.batch_size < 1:
             raise WfvaeError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.workers < (0 if self.ray is not None else 1):  # 0 = "one per GPU", only under Ray
-            raise WfvaeError(f"--workers {self.workers}: must be >= 1")
+            raise WfvaeError(f"{'--model-workers' if self.ray is not None else '--decode-workers'} {self.workers}: must be >= 1")
         if self.ray is not None and not self.ray.strip():
             raise WfvaeError("--ray '': pass 'auto' or the head's address, e.g. --ray 10.0.0.1:6379")
         if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:
             raise WfvaeError(f"--num-gpus-per-worker {self.num_gpus_per_worker}: must be >= 0")
         if self.decode_cpus is not None and self.decode_cpus < 0:
             raise WfvaeError(f"--decode-cpus {self.decode_cpus}: must be >= 0")
-        check_dtype(self.dtype, "--dtype", DTYPE_NAMES)
+        check_dtype(self.dtype, "--precision", DTYPE_NAMES)
         check_dtype(self.store_dtype, "--store-dtype", STORE_DTYPES, why="bfloat16 is not a Zarr type")
         if self.chunk_frames is not None and self.chunk_frames < 1:
             raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1")

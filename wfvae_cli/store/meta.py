@@ -90,6 +90,8 @@ class StoreMeta:
         tool_version, command: provenance (``wfvae`` version and the argv of the run).
         created_at, completed_at: ISO 8601 UTC; ``completed_at`` is set by ``finalize``.
         format_version: the layout version the store was written with.
+        random_weights: the latents come from a randomly initialised preset (``--random-weights``), not a
+            trained checkpoint; absent in stores written before this field existed (= false).
     """
 
     model: str
@@ -107,6 +109,7 @@ class StoreMeta:
     created_at: str = field(default_factory=utc_now)
     completed_at: str | None = None
     format_version: int = FORMAT_VERSION
+    random_weights: bool = False
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise through object.__setattr__ so the instance is canonical.
@@ -117,6 +120,7 @@ class StoreMeta:
         set_(self, "shift", _float_list(self.shift, "shift"))
         set_(self, "command", [str(a) for a in self.command])
         set_(self, "weights_sha256", str(self.weights_sha256).lower())
+        set_(self, "random_weights", bool(self.random_weights))
         if self.sample_seed is not None:
             set_(self, "sample_seed", int(self.sample_seed))
         self._validate()
@@ -175,7 +179,7 @@ def _float_list(values: Any, where: str) -> list[float]:
     return [float(v) for v in native]  # type: ignore[arg-type]
 
 
-_OPTIONAL = frozenset({"sample_seed", "created_at", "completed_at", "format_version"})
+_OPTIONAL = frozenset({"sample_seed", "created_at", "completed_at", "format_version", "random_weights"})
 
 #: Fields that change what the latents *are*. A resume with any difference would mix incompatible data.
 _COMPARED: tuple[tuple[str, str], ...] = (

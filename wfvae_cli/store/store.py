@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,9 +35,12 @@ from wfvae_cli.store.layout import (
     write_rejected,
 )
 from wfvae_cli.store.locks import ShardLock
-from wfvae_cli.store.meta import StoreMeta, utc_now
+from wfvae_cli.store.meta import StoreMeta, to_json_native, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord
 from wfvae_cli.store.writer import ShardWriter
+
+#: root group holding one sub-group per run, its attributes the run's statistics (docs/store-format.md)
+STATS_GROUP = "stats"
 
 Mode = Literal["r", "r+"]
 
@@ -222,6 +225,27 @@ class LatentStore:
         """Forget the done-list snapshot; the next ``len``/``[i]`` re-reads the status arrays."""
         self._done = None
         self._offsets = None
+
+    def write_run_stats(self, run_id: str, stats: Mapping[str, Any]) -> None:
+        """Keep one run's statistics (counts, rates, stage times, failures) under ``stats/<run_id>``.
+
+        Stored as the attributes of a small zarr group, i.e. a JSON object in ``stats/<run_id>/zarr.json``, so it
+        goes through the same zarr store as the latents (a local folder or object storage) and any zarr reader
+        can list it; earlier runs' entries are kept (``video2dataset`` keeps a ``_stats.json`` per shard).
+        """
+        self._require_writable()
+        if not run_id or "/" in run_id:
+            raise StoreError(f"run id {run_id!r}: must be a non-empty name without '/'")
+        group = self._root.require_group(STATS_GROUP)
+        group.create_group(run_id, attributes=to_json_native(dict(stats), where=f"stats/{run_id}"), overwrite=True)
+
+    def run_stats(self) -> dict[str, dict[str, Any]]:
+        """Every run's statistics, oldest first (run ids start with their UTC start time)."""
+        if STATS_GROUP not in self._root:
+            return {}
+        group = self._root[STATS_GROUP]
+        assert isinstance(group, zarr.Group)
+        return {name: dict(group[name].attrs) for name in sorted(group.group_keys())}
 
     def rejected(self) -> list[tuple[str, str]]:
         """Inputs that yielded no clip when the store was planned: ``(source, reason)`` pairs."""

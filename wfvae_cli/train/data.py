@@ -133,9 +133,11 @@ def make_loader(dataset: Dataset, plan: SlotPlan, start: int, stop: int, workers
 @lru_cache(maxsize=32)
 def _photo(name: str) -> torch.Tensor:
     """float32 ``(3, H, W)`` in [0, 255]."""
-    import skimage.data
+    from wfvae_cli.extras import require
 
-    image = np.asarray(getattr(skimage.data, name)())
+    skimage_data = require("skimage.data", "synthetic training clips")
+
+    image = np.asarray(getattr(skimage_data, name)())
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     image = image[..., :3].astype(np.float32)

@@ -60,15 +60,14 @@ def train_on_ray(
     ``use_gpu=None`` gives each worker a GPU when this machine has CUDA. Progress goes to each run's
     ``metrics.jsonl`` and the workers' logs; this returns when the run is over.
     """
-    try:
-        from ray.train import ScalingConfig
-        from ray.train.torch import TorchTrainer
-    except ImportError:
-        raise WfvaeError("--ray needs Ray Train, which is not installed: pip install -e '.[ray]'") from None
-    import torch
+    from wfvae_cli.extras import require
 
     if workers < 1:
-        raise WfvaeError(f"--workers {workers} must be >= 1")
+        raise WfvaeError(f"--train-workers {workers} must be >= 1")
+    ScalingConfig = require("ray.train", "--ray (Ray Train)").ScalingConfig
+    TorchTrainer = require("ray.train.torch", "--ray (Ray Train)").TorchTrainer
+    import torch
+
     gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
     trainer = TorchTrainer(
         _ray_worker,

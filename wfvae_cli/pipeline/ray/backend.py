@@ -142,14 +142,14 @@ class RayBackend(Backend):
         workers = opts.workers
         if workers == 0:
             if gpw == 0:
-                raise WfvaeError("the Ray cluster has no GPU: pass --workers N (model workers, one CPU each)")
+                raise WfvaeError("the Ray cluster has no GPU: pass --model-workers N (model workers, one CPU each)")
             workers = int(gpus / gpw + _EPS)
         if workers * gpw > gpus + _EPS:
-            raise WfvaeError(f"--workers {workers} with --num-gpus-per-worker {gpw:g} needs {workers * gpw:g} "
+            raise WfvaeError(f"--model-workers {workers} with --num-gpus-per-worker {gpw:g} needs {workers * gpw:g} "
                              f"GPUs; the Ray cluster has {gpus:g}")
         if workers * CPUS_PER_WORKER > cpus + _EPS:
-            raise WfvaeError(f"--workers {workers}: each model worker reserves {CPUS_PER_WORKER:g} CPU and the "
-                             f"Ray cluster has {cpus:g}; pass fewer --workers")
+            raise WfvaeError(f"--model-workers {workers}: each model worker reserves {CPUS_PER_WORKER:g} CPU and the "
+                             f"Ray cluster has {cpus:g}; pass fewer --model-workers")
         per_worker = (cpus - workers * CPUS_PER_WORKER) / workers  # spare CPUs each worker's decodes may use
         decode_cpus = opts.decode_cpus if opts.decode_cpus is not None else (1.0 if per_worker >= 1 else 0.0)
         if decode_cpus > 0:
@@ -158,7 +158,7 @@ class RayBackend(Backend):
                 raise WfvaeError(
                     f"--decode-cpus {decode_cpus:g}: {workers} model workers leave {per_worker:g} CPU(s) each "
                     "for decoding, less than one decode task; use --decode-cpus 0 (decode shares the "
-                    "workers' cores) or fewer --workers"
+                    "workers' cores) or fewer --model-workers"
                 )
         else:
             slots = 0
