@@ -24,6 +24,11 @@ EXTRA_OF: dict[str, tuple[str, str]] = {
     "matplotlib": ("bench", "plots"),
     "psutil": ("bench", "process memory"),
     "skimage": ("samples", "sample clips (scikit-image photos)"),
+    "pyarrow": ("parquet", "parquet manifests"),
+    "s3fs": ("s3", "s3:// URLs"),
+    "gcsfs": ("gcs", "gs:// URLs"),
+    "adlfs": ("azure", "az:// URLs"),
+    "aiohttp": ("http", "http(s):// URLs"),
 }
 
 

@@ -166,7 +166,10 @@ def filesystem(url: StorageUrl | str, storage_options: dict[str, Any] | None = N
         fs = fsspec.filesystem(parsed.scheme, **_with_defaults(parsed.scheme, storage_options or {}))
     except ImportError:
         package = SCHEMES[parsed.scheme]
-        raise StorageError(f"{parsed}: the {parsed.scheme}:// scheme needs {package}; pip install {package}") from None
+        from wfvae_cli.extras import EXTRA_OF, install_command
+
+        fix = install_command(EXTRA_OF[package][0]) if package in EXTRA_OF else f"pip install {package}"
+        raise StorageError(f"{parsed}: the {parsed.scheme}:// scheme needs {package}; {fix}") from None
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{parsed}: bad storage options ({exc}); check --storage-options") from None
     return fs, parsed.fs_path
