@@ -25,6 +25,7 @@ from wfvae_cli.store import (
     open_store,
     utc_now,
 )
+from wfvae_cli.store.lease import WriterLease, lease_blob
 
 
 @dataclass
@@ -119,6 +120,23 @@ def encode_dataset(
     """
     model = load_model(opts.model)
     meta = store_meta(opts, model)
+    if dry_run:
+        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=None)
+    # The writer lease (wfvae_cli/store/lease.py) is taken before the store is even looked at, so that a second
+    # job -- including one with --overwrite -- is refused while this one plans, creates or writes the store.
+    with WriterLease(lease_blob(opts.out), what=f"--out {opts.out}") as lease:
+        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=lease)
+
+
+def _encode_dataset(
+    opts: EncodeOptions,
+    model: WFVAE,
+    meta: StoreMeta,
+    progress: ProgressFn | None,
+    on_plan: Callable[[str, int, int], None] | None,
+    dry_run: bool,
+    lease: WriterLease | None,
+) -> EncodeSummary:
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
     warnings: list[str] = []
@@ -136,6 +154,7 @@ def encode_dataset(
 
     if resumed:
         store = open_store(out, "r+")
+        store.lease = lease
         check_compatible(store.meta, meta, path=out)
         planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
         known = planned | {s for s, _ in store.rejected()}
@@ -169,6 +188,7 @@ def encode_dataset(
         except OSError as exc:
             raise WfvaeError(f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space") from exc
         rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
+    store.lease = lease  # every shard commit checks it: a job that lost the lease stops before marking
 
     tasks, already_done = _tasks(store, opts.retry_failed)
     if backend is not None:  # Ray: model workers own and write shards; this process schedules them
