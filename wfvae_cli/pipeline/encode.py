@@ -26,6 +26,7 @@ from wfvae_cli.store import (
     utc_now,
 )
 from wfvae_cli.store.lease import WriterLease, lease_blob
+from wfvae_cli.store.store import is_half_created
 
 
 @dataclass
@@ -80,7 +81,8 @@ def store_meta(opts: EncodeOptions, model: WFVAE) -> StoreMeta:
 
 
 def _is_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
+    """A complete store (one whose creation was interrupted is re-created, not resumed)."""
+    return (path / "zarr.json").is_file() and not is_half_created(path)
 
 
 def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
@@ -124,7 +126,15 @@ def encode_dataset(
         return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=None)
     # The writer lease (wfvae_cli/store/lease.py) is taken before the store is even looked at, so that a second
     # job -- including one with --overwrite -- is refused while this one plans, creates or writes the store.
-    with WriterLease(lease_blob(opts.out), what=f"--out {opts.out}") as lease:
+    lease = WriterLease(lease_blob(opts.out), what=f"--out {opts.out}")
+    try:
+        lease.acquire()
+    except OSError as exc:
+        raise WfvaeError(
+            f"--out {opts.out}: cannot create the store (its writer lease: {exc.strerror or exc}); "
+            "check the path and free space"
+        ) from exc
+    with lease:
         return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=lease)
 
 
@@ -140,7 +150,8 @@ def _encode_dataset(
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
     warnings: list[str] = []
-    if out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir()):
+    if (out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir())
+            and not is_half_created(out)):
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
     # --- Ray backend (docs/ray.md): join Ray before planning, so a bad address fails before any work.
     # Imported only here: the local path never loads ray.
