@@ -148,3 +148,18 @@ def test_concurrent_encode_and_overwrite_are_refused_and_store_untouched(videos,
     # the holder died by SIGKILL: the next run recovers its lease at once (same host, dead pid)
     again = encode_dataset(options([videos], out, overwrite=True))
     assert again.ok and again.done == first.done
+
+
+def test_fence_for_workers_follows_the_coordinators_lease(blob):
+    import pickle
+
+    lease = WriterLease(blob, what="s", ttl=3600).acquire()
+    try:
+        fence = pickle.loads(pickle.dumps(lease.fence()))  # as Ray ships it to a worker
+        fence.check()
+        data, version = blob.read()
+        blob.swap(json.dumps(dict(json.loads(data), token="thief")).encode(), version)
+        with pytest.raises(LeaseLostError, match="lost its writer lease"):
+            fence.check()
+    finally:
+        lease.release()

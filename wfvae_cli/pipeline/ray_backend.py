@@ -182,6 +182,7 @@ class ModelWorker:
         prefetch: int,
         store_created_at: str,
         debug: dict[str, str] | None = None,
+        lease: Any = None,
     ) -> None:
         self.index = index
         self.opts = opts
@@ -211,6 +212,7 @@ class ModelWorker:
         if self.store.meta.created_at != store_created_at:  # a node-local directory of the same name
             self.error = f"model worker on {self.node_ip} sees another store at {opts.out}; {shared}"
             return
+        self.store.lease = lease  # the coordinator's lease fence: checked before every shard commit
         try:
             # model_ref is wrapped in a list so Ray passes the reference: fetched here, once per worker.
             self.encoder = LatentEncoder(ray.get(model_ref[0]), replace(opts, device=self.device))
@@ -509,7 +511,7 @@ class _Run:
             max_restarts=0,  # replaced by the coordinator (see MAX_RESTARTS)
             max_concurrency=2,  # encode_shard + stats
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
-        ).remote(i, *self._args)
+        ).remote(i, *self._args, lease=self.store.lease.fence() if self.store.lease is not None else None)
 
     def _shards(self, tasks: list[Task]) -> list[ShardWork]:
         """Group the rows to do by (bucket, shard), in plan order."""

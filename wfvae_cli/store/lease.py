@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "DEFAULT_TTL",
     "LeaseBlob",
+    "LeaseFence",
     "LeaseHeldError",
     "LeaseLostError",
     "LocalBlob",
@@ -335,6 +336,12 @@ class WriterLease:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def fence(self) -> LeaseFence:
+        """A :class:`LeaseFence` for workers in other processes (Ray) that commit under this lease."""
+        store = str(self.blob.url).removesuffix(".lease.json") if isinstance(self.blob, ObjectBlob) else str(
+            self.blob.path).removesuffix(".lease.json")  # type: ignore[attr-defined]
+        return LeaseFence(store, self.token)
+
     # ------------------------------------------------------------------ heartbeat / fencing
     def heartbeat(self) -> None:
         """Renew the lease now (compare-and-swap); marks it lost when someone else took it over."""
@@ -376,3 +383,32 @@ class WriterLease:
                 raise LeaseLostError(self._lost)
             if time.monotonic() - self._last_beat > self.ttl * 0.75:
                 raise LeaseLostError(f"{self.what}: the writer lease could not be renewed; stopped before writing")
+
+
+class LeaseFence:
+    """A read-only view of another process's lease, for workers that commit rows on a coordinator's behalf.
+
+    Picklable (it keeps the store's location, not a client), so the coordinator hands it to Ray workers on
+    other machines. :meth:`check` reads the lease (one small GET per shard commit) and raises
+    :class:`LeaseLostError` when it no longer carries the coordinator's token: a worker of a job whose lease
+    was taken over stops before marking anything.
+    """
+
+    def __init__(self, store: str, token: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.store, self.token, self.storage_options = store, token, storage_options
+        self._blob: LeaseBlob | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self.store, "token": self.token, "storage_options": self.storage_options, "_blob": None}
+
+    def check(self) -> None:
+        if self._blob is None:
+            self._blob = lease_blob(self.store, self.storage_options)
+        current = self._blob.read()
+        held = _State.parse(current[0]) if current else None
+        if held is None or held.token != self.token:
+            who = held.describe() if held else "nobody (the lease was deleted)"
+            raise LeaseLostError(
+                f"{self.store}: the job that owns this worker lost its writer lease (now held by {who}); "
+                "the worker stopped writing"
+            )

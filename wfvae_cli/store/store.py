@@ -32,7 +32,7 @@ from wfvae_cli.store.layout import (
     write_index,
     write_rejected,
 )
-from wfvae_cli.store.lease import WriterLease
+from wfvae_cli.store.lease import LeaseFence, WriterLease
 from wfvae_cli.store.locks import ShardLock
 from wfvae_cli.store.meta import StoreMeta, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord
@@ -79,7 +79,7 @@ class LatentStore:
         self._done: list[tuple[str, np.ndarray]] | None = None
         self._offsets: np.ndarray | None = None
         #: the job's writer lease (set by the encode pipeline); shard writers check it before every commit
-        self.lease: WriterLease | None = None
+        self.lease: WriterLease | LeaseFence | None = None
 
     # ------------------------------------------------------------------ layout
     def info(self, bucket: str) -> BucketInfo:
