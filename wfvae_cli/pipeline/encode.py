@@ -29,6 +29,8 @@ from wfvae_cli.store import (
     open_store,
     utc_now,
 )
+from wfvae_cli.store.lease import WriterLease, lease_blob
+from wfvae_cli.store.store import is_half_created
 
 
 @dataclass
@@ -84,7 +86,8 @@ def store_meta(opts: EncodeOptions, model: WFVAE) -> StoreMeta:
 
 
 def _is_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
+    """A complete store (one whose creation was interrupted is re-created, not resumed)."""
+    return (path / "zarr.json").is_file() and not is_half_created(path)
 
 
 def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
@@ -154,10 +157,36 @@ def _encode(
     started_at, t_start = started
     stage = on_plan or (lambda _stage, _done, _total: None)
     meta = store_meta(opts, model)
+    if dry_run:
+        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=None)
+    # The writer lease (wfvae_cli/store/lease.py) is taken before the store is even looked at, so that a second
+    # job -- including one with --overwrite -- is refused while this one plans, creates or writes the store.
+    lease = WriterLease(lease_blob(opts.out), what=f"--out {opts.out}")
+    try:
+        lease.acquire()
+    except OSError as exc:
+        raise WfvaeError(
+            f"--out {opts.out}: cannot create the store (its writer lease: {exc.strerror or exc}); "
+            "check the path and free space"
+        ) from exc
+    with lease:
+        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=lease)
+
+
+def _encode_dataset(
+    opts: EncodeOptions,
+    model: WFVAE,
+    meta: StoreMeta,
+    progress: ProgressFn | None,
+    on_plan: Callable[[str, int, int], None] | None,
+    dry_run: bool,
+    lease: WriterLease | None,
+) -> EncodeSummary:
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
     warnings: list[str] = []
-    if out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir()):
+    if (out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir())
+            and not is_half_created(out)):
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
     # Before planning: a bad device, Ray address or worker count fails before any work.
     if backend is not None:
@@ -168,6 +197,7 @@ def _encode(
 
     if resumed:
         store = open_store(out, "r+")
+        store.lease = lease
         check_compatible(store.meta, meta, path=out)
         planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
         known = planned | {s for s, _ in store.rejected()}
@@ -204,6 +234,7 @@ def _encode(
                 f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
             ) from exc
         rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
+    store.lease = lease  # every shard commit checks it: a job that lost the lease stops before marking
 
     tasks, already_done = _tasks(store, opts.retry_failed)
     assert backend is not None  # a dry run returned above

@@ -34,6 +34,7 @@ from wfvae_cli.store.layout import (
     write_index,
     write_rejected,
 )
+from wfvae_cli.store.lease import LeaseFence, WriterLease
 from wfvae_cli.store.locks import ShardLock
 from wfvae_cli.store.meta import StoreMeta, to_json_native, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord
@@ -84,6 +85,8 @@ class LatentStore:
         self._arrays: dict[tuple[str, str], zarr.Array] = {}
         self._done: list[tuple[str, np.ndarray]] | None = None
         self._offsets: np.ndarray | None = None
+        #: the job's writer lease (set by the encode pipeline); shard writers check it before every commit
+        self.lease: WriterLease | LeaseFence | None = None
 
     # ------------------------------------------------------------------ layout
     def info(self, bucket: str) -> BucketInfo:
@@ -415,12 +418,18 @@ def create_store(
                 "record one value per channel or a single value"
             )
     if path.exists():
-        if not overwrite:
-            raise StoreError(f"{path} already exists; resume it, choose another path, or pass --overwrite")
-        if not path.is_dir() or not _is_store_or_empty(path):
-            raise StoreError(f"{path} exists and is not a wfvae latent store; refusing to delete it")
+        # An empty directory or a store whose creation was interrupted is replaced without --overwrite: the
+        # caller holds the writer lease, so nobody else is creating it, and nothing in it was ever marked done.
+        if not (path.is_dir() and (not any(path.iterdir()) or is_half_created(path))):
+            if not overwrite:
+                raise StoreError(f"{path} already exists; resume it, choose another path, or pass --overwrite")
+            if not path.is_dir() or not _is_store_or_empty(path):
+                raise StoreError(f"{path} exists and is not a wfvae latent store; refusing to delete it")
         shutil.rmtree(path)
-    root = zarr.open_group(path, mode="w-", attributes={**meta.to_attrs(), "buckets": ids})
+    # Creation is resumable: the root is written first with CREATING_ATTR set, and that attribute is removed
+    # (one atomic rewrite of zarr.json) only after every bucket, index row and the rejected table exist. A
+    # kill or ENOSPC in between leaves a store that open_store refuses and the same encode command re-creates.
+    root = zarr.open_group(path, mode="w-", attributes={**meta.to_attrs(), "buckets": ids, CREATING_ATTR: True})
     buckets_group = root.create_group(BUCKETS_GROUP)
     for bucket_plan in plan:
         create_bucket(
@@ -432,7 +441,24 @@ def create_store(
         )
         write_index(buckets_group[bucket_plan.bucket_id], bucket_plan)
     write_rejected(root, rejected)
+    del root.attrs[CREATING_ATTR]  # the commit record of the creation
     return LatentStore(path, root, "r+")
+
+
+#: root attribute present while a store is being created (see create_store)
+CREATING_ATTR = "creating"
+
+
+def is_half_created(path: str | os.PathLike[str]) -> bool:
+    """True for a wfvae store whose creation was interrupted (kill -9, ENOSPC): rerun the encode to complete it."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return False
+    try:
+        attrs = zarr.open_group(path, mode="r").attrs.asdict()
+    except Exception:
+        return False
+    return attrs.get("format") == "wfvae-latents" and bool(attrs.get(CREATING_ATTR))
 
 
 def open_store(path: str | os.PathLike[str], mode: Mode = "r") -> LatentStore:
@@ -442,4 +468,10 @@ def open_store(path: str | os.PathLike[str], mode: Mode = "r") -> LatentStore:
         raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a zarr v3 store (no zarr.json); check the path")
-    return LatentStore(path, zarr.open_group(path, mode=mode), mode)
+    root = zarr.open_group(path, mode=mode)
+    if root.attrs.get(CREATING_ATTR):
+        raise StoreError(
+            f"{path}: the store's creation was interrupted (killed or out of space) before it was complete; "
+            "rerun the same wfvae encode command to create it again (no sample was written yet)"
+        )
+    return LatentStore(path, root, mode)

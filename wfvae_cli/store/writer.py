@@ -272,6 +272,8 @@ class ShardWriter:
         if self.durable and blocks:
             for name in self._names:
                 _fsync(store.chunk_file(bucket, name, self.shard))
+        if store.lease is not None:
+            store.lease.check()  # fenced: a job whose lease was taken over never writes a commit record
         lo = self.rows.start
         for row in done:
             self._status[row - lo] = Status.DONE

@@ -77,7 +77,7 @@ class ShardScheduler:
             max_restarts=0,  # replaced by the coordinator (see MAX_RESTARTS)
             max_concurrency=2,  # encode_shard + stats
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
-        ).remote(i, *self._args)
+        ).remote(i, *self._args, lease=self.store.lease.fence() if self.store.lease is not None else None)
 
     def _shards(self, tasks: list[Task]) -> list[ShardWork]:
         """Group the rows to do by (bucket, shard), in plan order."""

@@ -72,6 +72,7 @@ class ModelWorker:
         prefetch: int,
         store_created_at: str,
         debug: dict[str, str] | None = None,
+        lease: Any = None,
     ) -> None:
         self.index = index
         self.opts = opts
@@ -98,6 +99,7 @@ class ModelWorker:
         except StoreError as exc:
             self.error = f"model worker on {self.node_ip} cannot open the store {opts.out} ({exc}); {shared}"
             return
+        self.store.lease = lease  # the coordinator's lease fence: checked before every shard commit
         if self.store.meta.created_at != store_created_at:  # a node-local directory of the same name
             self.error = f"model worker on {self.node_ip} sees another store at {opts.out}; {shared}"
             return
