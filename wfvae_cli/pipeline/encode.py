@@ -136,29 +136,9 @@ def encode_dataset(
         require("ray", "--ray")  # before anything is loaded: one line with the install command, exit 2
     set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
     model = load_model(opts.model, random_weights=opts.random_weights)
-    if dry_run:
-        return _encode(opts, model, None, on_plan, started=started)
-    with open_backend(opts) as backend:  # closed whatever happens (a Ray this run started is stopped)
-        return _encode(opts, model, backend, on_plan, progress, started=started)
-
-
-def _encode(
-    opts: EncodeOptions,
-    model: WFVAE,
-    backend: Backend | None,
-    on_plan: Callable[[str, int, int], None] | None,
-    progress: ProgressFn | None = None,
-    *,
-    started: tuple[str, float],
-) -> EncodeSummary:
-    """:func:`encode_dataset` with the model loaded; ``backend`` is None for a dry run (plan only);
-    ``started``: the run's start (UTC timestamp, perf_counter) for its statistics."""
-    dry_run = backend is None
-    started_at, t_start = started
-    stage = on_plan or (lambda _stage, _done, _total: None)
     meta = store_meta(opts, model)
     if dry_run:
-        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=None)
+        return _encode_dataset(opts, model, meta, None, on_plan, started=started, lease=None)
     # The writer lease (wfvae_cli/store/lease.py) is taken before the store is even looked at, so that a second
     # job -- including one with --overwrite -- is refused while this one plans, creates or writes the store.
     lease = WriterLease(lease_blob(opts.out), what=f"--out {opts.out}")
@@ -169,19 +149,27 @@ def _encode(
             f"--out {opts.out}: cannot create the store (its writer lease: {exc.strerror or exc}); "
             "check the path and free space"
         ) from exc
-    with lease:
-        return _encode_dataset(opts, model, meta, progress, on_plan, dry_run, lease=lease)
+    # the backend is closed whatever happens (a Ray this run started is stopped), then the lease released
+    with lease, open_backend(opts) as backend:
+        return _encode_dataset(opts, model, meta, backend, on_plan, progress, started=started, lease=lease)
 
 
 def _encode_dataset(
     opts: EncodeOptions,
     model: WFVAE,
     meta: StoreMeta,
-    progress: ProgressFn | None,
+    backend: Backend | None,
     on_plan: Callable[[str, int, int], None] | None,
-    dry_run: bool,
+    progress: ProgressFn | None = None,
+    *,
+    started: tuple[str, float],
     lease: WriterLease | None,
 ) -> EncodeSummary:
+    """:func:`encode_dataset` with the model loaded (and the lease held); ``backend`` is None for a dry run
+    (plan only); ``started``: the run's start (UTC timestamp, perf_counter) for its statistics."""
+    dry_run = backend is None
+    started_at, t_start = started
+    stage = on_plan or (lambda _stage, _done, _total: None)
     out = opts.out
     resumed = _is_store(out) and not opts.overwrite and not dry_run
     warnings: list[str] = []
