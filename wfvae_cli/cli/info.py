@@ -33,6 +33,10 @@ def info(
     if frames < 1:
         raise WfvaeError(f"--frames {frames}: must be >= 1")
     summary = model_summary(load_model(spec), frames, height, width)
+    from wfvae_cli.model.fastconv import products, winograd
+
+    # how float32 CPU inference computes its 3x3 convs here, with the figures the verdict rests on
+    summary["conv_backend"] = {"kernels_available": winograd.available(), **products.verdict()}
     if as_json:
         print_json(summary)
         return
@@ -52,4 +56,6 @@ def info(
         f"base {cfg['base_channels']} · flow {cfg['encoder_energy_flow_hidden_size']}/{cfg['decoder_energy_flow_hidden_size']} · "
         f"{cfg['norm_type']} · t_interp {cfg['t_interpolation']} · attention {cfg['use_attention']}",
     )
+    cb = summary["conv_backend"]
+    table.add_row("CPU conv backend", f"{cb['backend'] or 'direct'} ({cb['source']})")
     console.print(table)
