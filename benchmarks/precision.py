@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -23,6 +24,9 @@ from safetensors.torch import load_file
 from wfvae_cli import load_model
 from wfvae_cli.bench.runtime import inference_context, one_line, prepare_input, prepare_model
 from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed_vs_official import cpu_row
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,7 +57,7 @@ def main() -> None:
     rows = []
     variants = [("winograd", torch.float32, "winograd"), *((n, d, "auto") for n, d in DTYPES.items())]
     for name, dtype, algorithm in variants:
-        row: dict = {"variant": name, "device": args.device, "model": args.model}
+        row: dict = {"variant": name, "device": args.device, "model": args.model, **cpu_row()}
         try:
             model = prepare_model(load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm(algorithm), args.device, dtype)
             with inference_context(args.device, dtype):

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed_vs_official import _inputs as inputs
-from speed_vs_official import _runner
+from speed_vs_official import _runner, cpu_row
 
 from wfvae_cli import load_model
 from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
@@ -90,7 +90,7 @@ def main() -> None:
                 rows[name] = breakdown(fn, x)
         if args.json:
             for name, row in rows.items():
-                print(json.dumps({"model": args.model, "case": case, "impl": name, "ms": row}))
+                print(json.dumps({"model": args.model, "case": case, "impl": name, "ms": row, **cpu_row()}))
             continue
         cats = [*CATEGORIES, "other", "total"]
         print(f"\n{args.model} {case} (self CPU ms, {args.threads} threads)")

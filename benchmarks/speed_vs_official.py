@@ -31,7 +31,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from official_style import OfficialStyle
 
 from wfvae_cli import load_model
+from wfvae_cli.bench.machine import machine_info
+from wfvae_cli.model.fastconv import products
 from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
+
+
+def cpu_row() -> dict:
+    """What every result row records: which CPU (model, vendor) and which conv backend ran."""
+    vendor = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            vendor = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("vendor_id")), "")
+    except OSError:
+        pass
+    verdict = products.verdict()
+    return {"cpu_model": machine_info("cpu")["cpu_model"], "cpu_vendor": vendor,
+            "conv_backend": verdict["backend"] or "direct", "conv_backend_source": verdict["source"]}
 
 
 def _rss_mb() -> float:
@@ -141,7 +156,8 @@ def main() -> None:
     for case in args.case or ["encode:17x128", "decode:17x128"]:
         mode, size = case.split(":")
         frames, res = (int(v) for v in size.split("x"))
-        row = {"case": case, "model": args.model, "baseline": baseline, "threads": args.threads}
+        row = {"case": case, "model": args.model, "baseline": baseline, "threads": args.threads, **cpu_row(),
+               "load_avg": [round(v, 2) for v in __import__("os").getloadavg()]}
         if not args.no_timing:
             _time_case(row, model, mode, frames, res, args)
         if args.memory:

@@ -37,6 +37,10 @@ def info(
         raise WfvaeError(f"--frames {frames}: must be >= 1")
     model = load_model(spec, random_weights=random_weights)
     summary = {**model_summary(model, frames, height, width), "random_weights": bool(model.random_weights)}
+    from wfvae_cli.model.fastconv import products, winograd
+
+    # how float32 CPU inference computes its 3x3 convs here, with the figures the verdict rests on
+    summary["conv_backend"] = {"kernels_available": winograd.available(), **products.verdict()}
     if as_json:
         print_json(summary)
         return
@@ -60,4 +64,6 @@ def info(
         f"base {cfg['base_channels']} · flow {cfg['encoder_energy_flow_hidden_size']}/{cfg['decoder_energy_flow_hidden_size']} · "
         f"{cfg['norm_type']} · t_interp {cfg['t_interpolation']} · attention {cfg['use_attention']}",
     )
+    cb = summary["conv_backend"]
+    table.add_row("CPU conv backend", ui.esc(f"{cb['backend'] or 'direct'} ({cb['source']})"))
     ui.out.print(table)

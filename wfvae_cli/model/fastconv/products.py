@@ -8,7 +8,7 @@ of the peak on Intel CPUs, while MKL has historically taken a slow code path on 
 where ``conv`` (the products as 1x1 convolutions over a grid of tiles: oneDNN, which the official
 code's own convolutions use) is the safe choice. :func:`backend` times both once per machine on a
 representative layer and keeps the faster, or none if even the faster would not beat the direct
-convolution there (``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|direct`` overrides).
+convolution there (``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct`` pins it).
 
 Both give a :class:`Planes`: where the 16 products of a step are, for the output transform.
 """
@@ -45,6 +45,8 @@ class Bmm:
 
     #: can add one input frame's products into given outputs (the products ring of ``winograd``)
     accumulates = True
+    #: writes into the products buffer given to it (the others return tensors of their own)
+    uses_buffer = True
 
     def __init__(self, u: torch.Tensor, m_buf: torch.Tensor) -> None:
         self.u_t = u.transpose(2, 3)  # (kt, 16, C_in, co): the right-hand sides
@@ -69,6 +71,7 @@ class Conv:
     """Products as oneDNN convolutions with a (kt, 1, 1) kernel over a grid of tiles, per position."""
 
     accumulates = False
+    uses_buffer = False
 
     def __init__(self, u: torch.Tensor, m_buf: torch.Tensor | None = None) -> None:
         self.kt = u.shape[0]
@@ -87,9 +90,52 @@ class Conv:
         return Planes(plane_pointers(outs), outs)
 
 
+def _onednn_linear():
+    """oneDNN's matrix product as PyTorch exposes it (the op behind inductor's CPU linear), or None on
+    builds without oneDNN."""
+    ops = getattr(torch.ops, "mkldnn", None)
+    try:
+        op = ops._linear_pointwise  # type: ignore[union-attr]
+        return op.default, op.binary
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class Linear:
+    """Products as oneDNN matrix products (``x @ W^T`` with W = U[k, q], (co, C_in): the linear layout).
+
+    On AMD EPYC (Zen 4/5) MKL's sgemm, which ``torch.bmm`` runs, reaches about half of what oneDNN's
+    matmul does on the same shapes (measured: ~220 vs ~450 GFLOP/s on 2 cores), because MKL dispatches
+    by CPU vendor; oneDNN dispatches by instruction set. Each position's products are a new tensor; the
+    taps after the first are added by oneDNN's fused "add" post-op (no separate pass)."""
+
+    accumulates = False
+    uses_buffer = False
+
+    def __init__(self, u: torch.Tensor, m_buf: torch.Tensor | None = None) -> None:
+        ops = _onednn_linear()
+        if ops is None:
+            raise RuntimeError("this PyTorch build has no oneDNN matmul (torch.ops.mkldnn._linear_pointwise)")
+        self.linear, self.linear_add = ops
+        self.kt, self.u = u.shape[0], u
+
+    def window(self, v: torch.Tensor, frames: int) -> Planes:
+        """As :meth:`Bmm.window`; each position's products are a new (frames * rows, co) tensor."""
+        rows, c = v.shape[2], v.shape[3]
+        outs = []
+        for q in range(16):
+            y = self.linear(v[q, :frames].reshape(frames * rows, c), self.u[0, q], None, "none", [], "")
+            for k in range(1, self.kt):
+                y = self.linear_add(v[q, k : k + frames].reshape(frames * rows, c), y, self.u[k, q], None, "add")
+            outs.append(y)
+        return Planes(plane_pointers(outs), outs)
+
+
 #: the backends by name; each is made with the transformed filters ``u`` (kt, 16, co, C_in) of a block
-#: of output channels and the products buffer (which :class:`Conv` does not need)
-BACKENDS: dict[str, type[Bmm] | type[Conv]] = {"bmm": Bmm, "conv": Conv}
+#: of output channels and the products buffer (which :class:`Conv` and :class:`Linear` do not need)
+BACKENDS: dict[str, type[Bmm] | type[Conv] | type[Linear]] = {"bmm": Bmm, "conv": Conv}
+if _onednn_linear() is not None:
+    BACKENDS["onednn"] = Linear
 
 
 #: the transforms around the products cost about this fraction of the products' time (measured on
@@ -99,68 +145,85 @@ TRANSFORM_SHARE = 0.3
 
 @cache
 def backend() -> str | None:
-    """The faster backend on this machine, or the override; None when neither makes a Winograd layer
+    """The faster backend on this machine, or the override; None when none makes a Winograd layer
     faster than the framework's direct convolution (then "auto" convolutions run direct: never slower
-    than the official code).
+    than the official code). See :func:`verdict`."""
+    return verdict()["backend"]
 
-    Measured once per machine (~0.15 s) and remembered next to the compiled kernels (keyed by CPU and
-    torch version, under a file lock), so that every process on a machine computes the same numbers:
-    the two backends round differently, and a dataset's latents must not depend on which process, or
-    which run after a resume, encoded them.
+
+def verdict() -> dict:
+    """The backend decision with its figures: ``backend``, ``source`` ("pinned" by
+    ``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct``, "cached", "measured" or "uncached" when the cache
+    directory is unwritable), ``seconds`` per candidate and ``threads`` (``wfvae info --json`` shows it).
+
+    Measured once per machine and remembered next to the compiled kernels (keyed by CPU and torch
+    version, under a file lock), so that every process on a machine computes the same numbers: the
+    backends round differently, and a dataset's latents must not depend on which process, or which
+    run after a resume, encoded them. Pin the variable for identical latents across a fleet.
     """
     forced = os.environ.get("WFVAE_WINOGRAD_PRODUCTS", "")
     if forced in (*BACKENDS, "direct"):
-        return None if forced == "direct" else forced
-    path = native.cache_dir() / f"winograd-products-{native.machine_key()}.json"
+        return {"backend": None if forced == "direct" else forced, "source": "pinned"}
+    path = native.cache_dir() / f"winograd-products-v2-{native.machine_key()}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a process measuring now: wait for its verdict
             if path.exists():
-                return json.loads(path.read_text())["backend"]
-            verdict = _measure()
+                return {**json.loads(path.read_text()), "source": "cached", "path": str(path)}
+            found = _measure()
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(verdict))
+            tmp.write_text(json.dumps(found))
             os.replace(tmp, path)
-            return verdict["backend"]
+            return {**found, "source": "measured", "path": str(path)}
     except (OSError, ValueError, KeyError):  # an unwritable or damaged cache: decide for this process
-        return _measure()["backend"]
+        return {**_measure(), "source": "uncached"}
+
+
+#: a Winograd backend is chosen only when its whole-layer time beats the direct convolution's by this
+#: fraction: near a tie the direct (official) algorithm wins, so that reruns do not flip the verdict
+MARGIN = 0.10
+#: the calibration layer, a realistic WF-VAE layer (a level-2/mid resnet conv): causal 3x3x3,
+#: 256 -> 256 channels, 3 output frames of 32x32, run whole through the Winograd driver (transforms,
+#: plans and products) and through the framework's direct convolution
+_C, _KT, _FRAMES, _SIDE = 256, 3, 3, 32
+REPEATS = 5
+
+
+def decide(seconds: dict[str, float]) -> str | None:
+    """The verdict from whole-layer ``seconds`` per candidate ("direct" and backend names): the fastest
+    backend if it beats direct by MARGIN, else None (direct)."""
+    candidates = {k: v for k, v in seconds.items() if k != "direct"}
+    if not candidates:
+        return None
+    best = min(candidates, key=candidates.__getitem__)
+    return best if candidates[best] < (1 - MARGIN) * seconds["direct"] else None
 
 
 def _measure() -> dict:
-    times = {name: _time_products(name) for name in BACKENDS}
-    direct = _time_direct()
-    best = min(times, key=times.__getitem__)
-    chosen = best if times[best] * (1 + TRANSFORM_SHARE) < direct else None
-    return {"backend": chosen, "seconds": {**times, "direct": direct}, "threads": torch.get_num_threads()}
+    """Median of REPEATS whole-layer timings per candidate, the candidates alternating on every repeat
+    (machine noise hits all alike)."""
+    from wfvae_cli.model.fastconv import winograd
 
-
-#: the calibration layer: a causal 3x3x3 conv, 192 -> 192 channels, 2 frames of 32x32 (16x16 tiles)
-_C, _KT, _FRAMES, _SIDE = 192, 3, 2, 32
-
-
-def _best_of(fn, repeats: int = 2) -> float:
-    best = float("inf")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, _C, _FRAMES, _SIDE, _SIDE, generator=gen).contiguous(memory_format=torch.channels_last_3d)
+    w = torch.randn(_C, _C, _KT, 3, 3, generator=gen) / (_C * 27) ** 0.5
+    padded = torch.cat([x[:, :, :1]] * (_KT - 1) + [x], dim=2)
+    runs = {"direct": lambda: F.conv3d(padded, w, padding=(0, 1, 1))}
+    if native.library() is not None:
+        for name in BACKENDS:
+            runs[name] = lambda name=name: winograd.conv3x3([x[:, :, :1].expand(-1, -1, _KT - 1, -1, -1), x], w,
+                                                            backend_name=name)
+    times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.inference_mode():
-        fn()  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _time_products(name: str) -> float:
-    gen = torch.Generator().manual_seed(0)
-    rows = (_SIDE // 2) ** 2
-    v = torch.randn(16, _FRAMES + _KT - 1, rows, _C, generator=gen)
-    u = torch.randn(_KT, 16, _C, _C, generator=gen)
-    block = BACKENDS[name](u, torch.empty(16 * _FRAMES * rows * _C))
-    return _best_of(lambda: block.window(v, _FRAMES))
-
-
-def _time_direct() -> float:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, _C, _FRAMES + _KT - 1, _SIDE, _SIDE, generator=gen).contiguous(memory_format=torch.channels_last_3d)
-    w = torch.randn(_C, _C, _KT, 3, 3, generator=gen)
-    return _best_of(lambda: F.conv3d(x, w, padding=(0, 1, 1)))
+        for fn in runs.values():
+            fn()  # warm-up
+        for _ in range(REPEATS):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"backend": decide(med), "seconds": {k: round(v, 5) for k, v in med.items()}, "margin": MARGIN,
+            "repeats": REPEATS, "layer": f"causal 3x3x3 {_C}->{_C}, {_FRAMES}x{_SIDE}x{_SIDE}",
+            "threads": torch.get_num_threads()}

@@ -145,6 +145,7 @@ def conv3x3(
     *,
     norm: Norm | None = None,
     out: torch.Tensor | None = None,
+    backend_name: str | None = None,
 ) -> torch.Tensor:
     """Causal-in-time, zero-padded-in-space 3x3 convolution (temporal kernel kt, stride 1) by Winograd.
 
@@ -154,6 +155,7 @@ def conv3x3(
     ``norm`` the convolution reads ``silu(layer_norm(x))`` instead of ``x``. With ``out`` (B, Cout, T,
     H, W), whose frames must be dense (:func:`dense_frames`), the result is added into it (a residual)
     and it is returned; otherwise the result is a new channels-last tensor. T = sum(t) - kt + 1.
+    ``backend_name`` picks the products backend (default: the machine's verdict).
     """
     lib = native.library()
     if lib is None:
@@ -174,10 +176,11 @@ def conv3x3(
     input_bytes = b * c * (t + kt - 1) * h * w * 4
     cb = channel_block(c_out, c, kt, max(FILTER_BYTES, int(FILTER_SHARE * input_bytes)))
     budget = max(SLAB_BYTES, int(SLAB_SHARE * input_bytes))
-    backend = products.BACKENDS[products.backend() or "bmm"]  # (forced where it does not pay: still exact)
+    backend = products.BACKENDS[backend_name or products.backend() or "bmm"]  # (forced where it does not pay: still exact)
     plan = plan_layer(t, kt, nh, nw, c, cb, budget, accumulate=backend.accumulates)
     v_size, m_size = plan.buffers(kt, nw, c, cb)
-    v_buf, m_buf = parts[0].new_empty(v_size), parts[0].new_empty(m_size)
+    v_buf = parts[0].new_empty(v_size)
+    m_buf = parts[0].new_empty(m_size if backend.uses_buffer else 0)  # the others return their own
     u_buf = parts[0].new_empty(kt * 16 * cb * c)
     norm_args = (None, None, 0.0) if norm is None else (norm[0].data_ptr(), norm[1].data_ptr(), norm[2])
     # the whole layer in one window: transform the input once, for every block of output channels
@@ -204,7 +207,7 @@ def conv3x3(
     return out
 
 
-def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, block: products.Bmm | products.Conv) -> None:
+def _window_steps(step: _Band, n: int, t: int, kt: int, v_buf: torch.Tensor, block: products.Bmm | products.Conv | products.Linear) -> None:
     """Output frames n at a time; the window holds the transforms of input frames f0 .. f0 + n + kt - 2."""
     v = v_buf[: 16 * (n + kt - 1) * step.rows * step.c].view(16, n + kt - 1, step.rows, step.c)
     for f0 in range(0, t, n):
