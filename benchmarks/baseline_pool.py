@@ -25,6 +25,7 @@ import torch
 
 from wfvae_cli.metrics import LPIPSMetric, MetricUnavailable
 from wfvae_cli.model import load_model
+from wfvae_cli.model.loading import is_weightless_preset  # speed/plumbing: a preset may be random
 from wfvae_cli.train.data import SyntheticClips, VideoClips
 from wfvae_cli.train.evaluate import Evaluator, pool_baseline
 
@@ -52,7 +53,7 @@ def main() -> None:
         print(f"LPIPS skipped: {exc}")
         lpips = None
     ev = Evaluator(data, batch_size=4, lpips=lpips)
-    model = load_model(args.model)
+    model = load_model(args.model, random_weights=is_weightless_preset(args.model))
     t = model.config.temporal_factor
     z = model.config.latent_dim
     start = time.perf_counter()

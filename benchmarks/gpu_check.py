@@ -26,6 +26,7 @@ from speed_vs_official import cpu_row, official_model
 from wfvae_cli import load_model
 from wfvae_cli.bench.machine import machine_info
 from wfvae_cli.bench.runtime import inference_context, one_line, prepare_input, prepare_model, synchronize
+from wfvae_cli.model.loading import is_weightless_preset  # speed/plumbing: a preset may be random
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden"
 
@@ -105,7 +106,7 @@ def main() -> None:
             enc_d, enc_c = model.encode(video.to(device)).mean, model.encode(video.to(device), chunk_frames=4).mean
         return {"decode_max_abs": _maxdiff(pieces, direct), "encode_max_abs": _maxdiff(enc_c, enc_d)}
 
-    model = prepare_model(load_model(spec), device, torch.float32)
+    model = prepare_model(load_model(spec, random_weights=is_weightless_preset(spec)), device, torch.float32)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(1, 3, frames, res, res, generator=gen) * 2 - 1).to(device)
     t = (frames - 1) // model.config.temporal_factor + 1
@@ -124,12 +125,12 @@ def main() -> None:
         return out
 
     def channels_last() -> dict:
-        cl = prepare_model(load_model(spec), device, torch.float32, channels_last=True)
+        cl = prepare_model(load_model(spec, random_weights=is_weightless_preset(spec)), device, torch.float32, channels_last=True)
         xc = prepare_input(x, device, torch.float32, True)
         return {"encode": _timed(lambda: cl.encode(xc).mean, device, repeat)}
 
     def compiled() -> dict:
-        m = prepare_model(load_model(spec), device, torch.float32)
+        m = prepare_model(load_model(spec, random_weights=is_weightless_preset(spec)), device, torch.float32)
         enc = torch.compile(m.encoder)
         with torch.inference_mode():
             ref = m.encoder(x)[0]

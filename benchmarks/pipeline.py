@@ -20,6 +20,7 @@ import torch
 
 from wfvae_cli import load_model
 from wfvae_cli.io import make_sample_clips, probe, read_frames, to_model_input
+from wfvae_cli.model.loading import is_weightless_preset  # speed/plumbing: a preset may be random
 from wfvae_cli.pipeline import EncodeOptions, encode_dataset
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "videos"
         paths = make_sample_clips(src, n=args.clips, frames=args.frames, size=(args.res, args.res))
-        model = load_model(args.model)
+        model = load_model(args.model, random_weights=is_weightless_preset(args.model))
         size = (args.res, args.res)
         clips = [to_model_input(read_frames(p, np.arange(probe(p).num_frames)), size)[None] for p in paths]
 
