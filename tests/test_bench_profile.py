@@ -76,6 +76,7 @@ def test_plot_and_table(isolated_report, tmp_path):
     assert profile_notes(isolated_report) == []
 
 
+@pytest.mark.integration  # SIGKILL
 def test_killed_child_is_oom_and_its_other_phase_still_runs(tiny_dir, monkeypatch):
     """SIGKILL (what the OOM killer sends) during encode: that phase is OOM, decode runs in a new child."""
     monkeypatch.setenv(DEBUG_OOM_ENV, "kill:*@5x32x32/direct/encode")

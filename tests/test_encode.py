@@ -160,6 +160,7 @@ def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
                             text=True, env={**os.environ, **(env or {})}, **kw)
 
 
+@pytest.mark.integration  # SIGKILL
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     src = tmp_path / "v"
     make_sample_clips(src, n=8, frames=9, size=(64, 64))

@@ -215,6 +215,7 @@ def test_abandoned_stream_leaves_the_worker_consistent(sample_clips) -> None:
     assert np.array_equal(second, read_frames(b, [3, 4]))
 
 
+@pytest.mark.integration  # SIGKILL
 def test_a_crashed_worker_becomes_a_decode_error(sample_clips) -> None:
     worker = _worker.DecodeWorker()
     try:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # a two-node Ray cluster
+
 pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ray_two_nodes.py"

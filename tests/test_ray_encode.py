@@ -33,6 +33,8 @@ from wfvae_cli.faults import RAY_CRASH_ON as POISON_ENV  # noqa: E402
 from wfvae_cli.faults import RAY_CRASH_ONCE as CRASH_ENV  # noqa: E402
 from wfvae_cli.pipeline.ray import RayRunResult  # noqa: E402
 
+pytestmark = pytest.mark.integration  # Ray cluster
+
 MODEL = str(GOLDEN)
 N_CLIPS = 12  # 5 videos x 2 clips + 2 clips of a truncated video (one decodes, one fails)
 

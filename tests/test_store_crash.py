@@ -24,6 +24,8 @@ import pytest
 from wfvae_cli.store import LatentStore, Status, StoreWriter, create_store, open_store, verify
 from wfvae_cli.store.testing import demo_meta, demo_plan, expected_latents
 
+pytestmark = pytest.mark.integration  # SIGKILLed writer processes
+
 PLAN = [("a", (4, 3, 8, 8), 24), ("b", (4, 5, 4, 4), 10)]
 
 

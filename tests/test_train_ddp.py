@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -14,6 +15,8 @@ from wfvae_cli.train import Trainer, load_recipe
 from wfvae_cli.train import distributed as dist_utils
 
 from .test_train_common import write_tiny_recipe
+
+pytestmark = pytest.mark.integration  # a process group and training loops
 
 # Adam with its usual eps turns any gradient into a step of about +-lr, so parameters whose true
 # gradient is ~0 move by lr in a direction set by rounding noise, which differs between one process

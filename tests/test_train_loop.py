@@ -17,6 +17,8 @@ from wfvae_cli.train.recipe import RecipeError
 from .conftest import EIGHT_X, tiny_config
 from .test_train_common import tiny_recipe, write_tiny_recipe
 
+pytestmark = pytest.mark.integration  # training loops
+
 
 def _lpips():
     return LPIPSMetric.random_trunk().net

@@ -11,6 +11,8 @@ import pytest
 
 from .test_train_common import write_tiny_recipe
 
+pytestmark = pytest.mark.integration  # Ray Train workers
+
 pytest.importorskip("ray.train", reason="Ray Train needs the 'ray' extra: pip install -e '.[dev,ray]'")
 
 
