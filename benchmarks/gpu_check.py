@@ -125,7 +125,9 @@ def main() -> None:
         return out
 
     def channels_last() -> dict:
-        cl = prepare_model(load_model(spec, random_weights=is_weightless_preset(spec)), device, torch.float32, channels_last=True)
+        cl = prepare_model(
+            load_model(spec, random_weights=is_weightless_preset(spec)), device, torch.float32, channels_last=True
+        )
         xc = prepare_input(x, device, torch.float32, True)
         return {"encode": _timed(lambda: cl.encode(xc).mean, device, repeat)}
 

@@ -50,7 +50,9 @@ def main() -> None:
     else:
         video = torch.rand(1, 3, args.frames, args.res, args.res) * 2 - 1
 
-    ref_model = load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm("direct").eval()
+    ref_model = (
+        load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm("direct").eval()
+    )
     with torch.inference_mode():
         ref_mean = ref_model.encode(video).mean
         ref_video = ref_model.decode(ref_mean)
@@ -59,7 +61,11 @@ def main() -> None:
     for name, dtype, algorithm in variants:
         row: dict = {"variant": name, "device": args.device, "model": args.model, **cpu_row()}
         try:
-            model = prepare_model(load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm(algorithm), args.device, dtype)
+            model = prepare_model(
+                load_model(args.model, random_weights=is_weightless_preset(args.model)).set_conv_algorithm(algorithm),
+                args.device,
+                dtype,
+            )
             with inference_context(args.device, dtype):
                 mean = model.encode(prepare_input(video, args.device, dtype, False)).mean
                 decoded = model.decode(prepare_input(ref_mean, args.device, dtype, False))

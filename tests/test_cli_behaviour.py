@@ -102,7 +102,9 @@ def test_require_reports_the_extra_and_reraises_inner_import_errors(monkeypatch)
 
 
 # ------------------------------------------------------------------------------------- options, devices
-@pytest.mark.parametrize("device", ["gpu", "bogus", "cuda:x"] + ([] if __import__("torch").cuda.is_available() else ["cuda"]))
+@pytest.mark.parametrize(
+    "device", ["gpu", "bogus", "cuda:x"] + ([] if __import__("torch").cuda.is_available() else ["cuda"])
+)
 def test_bad_device_is_exit_2_before_anything_is_created(device, videos, tmp_path):
     out = tmp_path / "s.zarr"
     p = wfvae("encode", str(videos), "--out", str(out), "--model", MODEL, "--device", device)

@@ -23,7 +23,9 @@ def test_gpu_check_dry_run_writes_every_step(tmp_path):
     result = json.loads(out.read_text())
     assert result["dry_run"] is True and result["device"] == "cpu"
     assert result["cpu_vendor"] is not None and "conv_backend" in result
-    for name in ("parity_vs_cpu_golden", "precision", "chunked_vs_direct", "throughput", "channels_last", "torch_compile"):
+    for name in (
+        "parity_vs_cpu_golden", "precision", "chunked_vs_direct", "throughput", "channels_last", "torch_compile"
+    ):
         assert "error" not in result[name], (name, result[name])
     assert result["parity_vs_cpu_golden"]["posterior_mean_max_abs"] < 5e-5
     assert result["parity_vs_cpu_golden"]["decoded_max_abs"] < 5e-5

@@ -116,7 +116,9 @@ def _default_options(request):
 
 # ------------------------------------------------------------------------------------------------ unit tests
 def test_brace_ranges_as_webdataset_writes_them():
-    assert expand_braces("s/data-{000000..000002}.tar") == ["s/data-000000.tar", "s/data-000001.tar", "s/data-000002.tar"]
+    assert expand_braces("s/data-{000000..000002}.tar") == [
+        "s/data-000000.tar", "s/data-000001.tar", "s/data-000002.tar"
+    ]
     assert expand_braces("{a,b}-{1..2}") == ["a-1", "a-2", "b-1", "b-2"]
     assert expand_braces("x-{9..11}") == ["x-9", "x-10", "x-11"]
     assert expand_braces("plain{x}.tar") == ["plain{x}.tar"] and expand_braces("no braces") == ["no braces"]
@@ -145,7 +147,9 @@ def test_webdataset_shards_local(clips, tmp_path, local_reference):
     # a member is read by its byte range: the same frames as the file it came from
     with open_input(first.path) as src:
         assert not isinstance(src, str) and src.size == clip_files(clips)[0].stat().st_size
-    np.testing.assert_array_equal(read_frames(first.path, [0, 3], timeout=30), read_frames(clip_files(clips)[0], [0, 3]))
+    np.testing.assert_array_equal(
+        read_frames(first.path, [0, 3], timeout=30), read_frames(clip_files(clips)[0], [0, 3])
+    )
 
     summary = encode_dataset(options([str(tmp_path / "shards" / "data-{000000..000001}.tar")], tmp_path / "w.zarr"))
     assert summary.done == 4 and len(summary.rejected) == 3  # the corrupt video fails alone, at probing
@@ -193,7 +197,9 @@ def test_default_keys_are_relative_to_the_input_root_and_duplicates_are_errors(c
     other.mkdir()
     name = clip_files(clips)[0].name
     (other / name).write_bytes(clip_files(clips)[0].read_bytes())
-    with pytest.raises(WfvaeError, match=f"sample key '{name}' is used twice: by .*{clips.name}.* and by .*other") as err:
+    with pytest.raises(
+        WfvaeError, match=f"sample key '{name}' is used twice: by .*{clips.name}.* and by .*other"
+    ) as err:
         discover_videos([clips, other])
     assert "\n" not in str(err.value)
     csv = tmp_path / "k.csv"
@@ -296,7 +302,9 @@ def test_cli_with_storage_options_and_transient_errors(clips, s3_bucket, s3_endp
     assert "<redacted>" in command and s3_endpoint not in " ".join(command)  # secrets stay out of the store
     # a read that keeps failing: that sample fails alone, with one line naming it
     env[FLAKY_ENV] = f"{clip_files(clips)[0].name}:99"
-    run = subprocess.run([*cmd[:6], str(tmp_path / "d.zarr"), *cmd[7:]], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*cmd[:6], str(tmp_path / "d.zarr"), *cmd[7:]], env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 1, run.stderr
     summary = json.loads(run.stdout)
     assert summary["done"] == 3 and len(summary["rejected"]) == 1

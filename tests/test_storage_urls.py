@@ -37,7 +37,9 @@ def test_bad_urls_are_one_line(text, needle):
 
 
 def test_is_url():
-    assert is_url("s3://b/x") and is_url("s3:/b") and not is_url("/tmp/x") and not is_url("C:\\x") and not is_url("a.mp4")
+    assert (
+        is_url("s3://b/x") and is_url("s3:/b") and not is_url("/tmp/x") and not is_url("C:\\x") and not is_url("a.mp4")
+    )
 
 
 def test_storage_options():

@@ -17,8 +17,9 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 def check_device(device: str, option: str = "--device", allow_auto: bool = False) -> str:
     """Validate ``--device`` before anything is created (no model, no store): exit 2 with the fix.
 
-    Accepted: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (and ``auto`` = cuda if available, else cpu, where allowed); returns the normalised name. CUDA and
-    MPS are checked against this machine, so ``--device cuda`` on a CPU-only host fails here, in one line,
+    Accepted: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (and ``auto`` = cuda if available, else cpu, where allowed);
+    returns the normalised name. CUDA and MPS are checked against this machine, so ``--device cuda`` on a
+    CPU-only host fails here, in one line,
     instead of as a torch RuntimeError after the model was built.
     """
     name = device.strip().lower()

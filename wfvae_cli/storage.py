@@ -152,7 +152,9 @@ def parse_storage_options(text: str | None, *, option: str = "--storage-options"
     return value
 
 
-def filesystem(url: StorageUrl | str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(
+    url: StorageUrl | str, storage_options: dict[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec file system for ``url`` and the path on it.
 
     A scheme whose implementation is not installed is a :class:`StorageError` that names the package to install.
@@ -179,7 +181,11 @@ def filesystem(url: StorageUrl | str, storage_options: dict[str, Any] | None = N
 #: a short connect timeout and botocore's "standard" retry mode (exponential backoff with jitter on
 #: connection errors, 5xx and throttling), so an unreachable endpoint fails in seconds, not minutes, and a
 #: transient error of a healthy endpoint is retried. s3fs adds its own retries of read errors on top.
-S3_CLIENT_DEFAULTS: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}
+S3_CLIENT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
 
 
 def _with_defaults(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -228,20 +234,25 @@ def describe_error(exc: BaseException, url: str, *, what: str = "input") -> Stor
         return exc
     if "NoSuchBucket" in text or ("NoSuchBucket" in names):
         bucket = url.split("://", 1)[-1].split("/", 1)[0]
-        return StorageError(f"{what} {url}: bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL")
+        return StorageError(
+            f"{what} {url}: bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL"
+        )
     if names & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "CredentialRetrievalError"}:
         return StorageError(
             f"{what} {url}: no credentials found ({name}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile, "
-            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*), or pass --storage-options '{\"anon\": true}' for a public bucket"
+            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*), or pass --storage-options '{\"anon\": true}' "
+            "for a public bucket"
         )
-    if isinstance(exc, PermissionError) or any(k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403")):
+    if isinstance(exc, PermissionError) or any(
+        k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403")
+    ):
         return StorageError(
             f"{what} {url}: access denied ({text or name}); check the credentials (AWS_ACCESS_KEY_ID/"
             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the bucket's permissions"
         )
-    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"} or (
-        "Could not connect" in text
-    ):
+    if names & {
+        "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionRefusedError", "gaierror"
+    } or ("Could not connect" in text):
         return StorageError(
             f"{what} {url}: cannot reach the storage endpoint ({text or name}); check AWS_ENDPOINT_URL / "
             "--storage-options endpoint_url and the network"

@@ -101,7 +101,8 @@ def recon_table(report: ReconReport) -> Table:
     """Mean metrics over the evaluated clips; with a chunked comparison, chunked values and the difference."""
     s = report.settings
     title = (
-        f"WF-VAE reconstruction — {escape(report.model.spec)}, {len(report.clips)} clips of {s.frames}×{s.height}×{s.width} "
+        f"WF-VAE reconstruction — {escape(report.model.spec)}, {len(report.clips)} clips of "
+        f"{s.frames}×{s.height}×{s.width} "
         f"({report.reference_label})"
     )
     table = Table(title=title, title_justify="left")

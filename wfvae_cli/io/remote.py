@@ -258,7 +258,9 @@ def _remote_object(url: str, options: dict[str, Any] | None, block_size: int) ->
     try:  # opening reads the object's metadata (one HEAD): it gives the size, and the first read reuses it
         first: IO[bytes] | None = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
     except IsADirectoryError:
-        raise VideoDecodeError(f"{url}: is a folder (prefix), not a video; pass it as an input folder instead") from None
+        raise VideoDecodeError(
+            f"{url}: is a folder (prefix), not a video; pass it as an input folder instead"
+        ) from None
     except Exception as exc:
         if isinstance(exc, FileNotFoundError):
             raise VideoDecodeError(f"{url}: no such object; check the URL or remove it from the inputs") from None

@@ -162,7 +162,9 @@ def index_shard(shard: str, video_extensions: frozenset[str]) -> tuple[list[Shar
         try:
             tar = tarfile.open(fileobj=handle, mode="r:")  # noqa: SIM115 - the handle is closed below
         except (tarfile.TarError, OSError) as err:
-            raise WfvaeError(f"shard {shard}: is not a tar file ({err}); check the input or re-create the shard") from None
+            raise WfvaeError(
+                f"shard {shard}: is not a tar file ({err}); check the input or re-create the shard"
+            ) from None
         for key, group in _groups(tar, shard, problems):
             origin = f"{shard}#{key}"
             videos = sorted(s for s in group.members if "." + s.rsplit(".", 1)[-1] in video_extensions)

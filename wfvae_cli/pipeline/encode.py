@@ -261,7 +261,9 @@ def _encode_dataset(
     return summary
 
 
-def run_stats(summary: EncodeSummary, opts: EncodeOptions, started_at: str, setup_s: float, total_s: float) -> dict[str, Any]:
+def run_stats(
+    summary: EncodeSummary, opts: EncodeOptions, started_at: str, setup_s: float, total_s: float
+) -> dict[str, Any]:
     """The per-run statistics a store keeps (like video2dataset's ``_stats.json``); see docs/store-format.md."""
     wall = summary.times.get("wall_s", 0.0)
     return {

@@ -91,7 +91,9 @@ class EncodeOptions:
         if self.batch_size < 1:
             raise WfvaeError(f"--batch-size {self.batch_size}: must be >= 1")
         if self.workers < (0 if self.ray is not None else 1):  # 0 = "one per GPU", only under Ray
-            raise WfvaeError(f"{'--model-workers' if self.ray is not None else '--decode-workers'} {self.workers}: must be >= 1")
+            raise WfvaeError(
+                f"{'--model-workers' if self.ray is not None else '--decode-workers'} {self.workers}: must be >= 1"
+            )
         if self.ray is not None and not self.ray.strip():
             raise WfvaeError("--ray '': pass 'auto' or the head's address, e.g. --ray 10.0.0.1:6379")
         if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:

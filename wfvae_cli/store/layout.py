@@ -174,7 +174,9 @@ def encode_extra(extra: Mapping[str, Any] | None) -> str:
     """A source's extra metadata as the JSON text stored per row (``""`` for none; keys sorted, UTF-8)."""
     if not extra:
         return ""
-    return json.dumps(_json_safe(dict(extra)), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return json.dumps(
+        _json_safe(dict(extra)), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
 
 
 def decode_extra(text: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ primitives, and this module needs nothing else:
 * **create-only put** (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``, Azure ``If-None-Match: *``;
   locally ``O_CREAT | O_EXCL``): exactly one of two racing takers creates the lease;
 * **compare-and-swap put** (S3 ``If-Match: <etag>``, GCS ``ifGenerationMatch``; locally a read-compare-rename
-  under an ``flock`` on a guard file, the sha256 of the content as the etag): heartbeats and takeovers of stale leases, so that two takers of one
-  stale lease cannot both win.
+  under an ``flock`` on a guard file, the sha256 of the content as the etag): heartbeats and takeovers of stale
+  leases, so that two takers of one stale lease cannot both win.
 
 The lease is a small JSON object next to the store (``<store>.lease.json``: outside the store, so that
 ``--overwrite`` can delete the store while holding it). It names its holder (host, pid, start time), carries a
