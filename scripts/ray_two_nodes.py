@@ -5,7 +5,7 @@ temp dir and CPUs, then encodes generated clips through the coordinator API with
 node. Checks: workers ran on both node ids; with ``--kill-node``, the second node (all its processes)
 is killed once its worker has finished a shard, and the job still completes on the head; the store is
 bitwise the store of a local run (one torch thread, same batches). CI runs it small through
-``tests/test_ray_cluster.py``. Exit code 0 when every check holds.
+``tests/pipeline/test_ray_cluster.py``. Exit code 0 when every check holds.
 
     python scripts/ray_two_nodes.py --clips 8 --kill-node
 """

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import tiny_model
+from ..conftest import tiny_model
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from wfvae_cli.bench.results import CellResult, MemoryStats, ModelInfo, PhaseRes
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.faults import BENCH_OOM as DEBUG_OOM_ENV
 
-from .conftest import tiny_model
+from ..conftest import tiny_model
 
 FAST = dict(device="cpu", warmup=0, repeat=1, threads=1)
 

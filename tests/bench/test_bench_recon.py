@@ -14,7 +14,7 @@ from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import make_sample_clips, probe
 from wfvae_cli.metrics import LPIPSMetric
 
-from .conftest import tiny_model
+from ..conftest import tiny_model
 
 
 @pytest.fixture(scope="module")

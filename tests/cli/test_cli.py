@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import pytest
 from wfvae_cli.io import make_sample_clips
 from wfvae_cli.store import open_store
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
 MODEL = str(GOLDEN)
 ENV = {**os.environ, "COLUMNS": "200"}
@@ -78,7 +78,7 @@ BLOCK = "import sys; sys.modules[{name!r}] = None  # the package is not installe
     ],
 )
 def test_missing_extra_is_exit_2_with_the_install_command(module, argv, command, videos, tmp_path):
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-cpu.toml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "tiny-cpu.toml"
     argv = [{"VIDEOS": str(videos), "OUT": str(tmp_path / "out"), "RECIPE": str(recipe)}.get(a, a) for a in argv]
     p = python(BLOCK.format(name=module) + f"from wfvae_cli.cli.app import main\nmain({argv!r})\n")
     assert p.returncode == 2, p.stderr

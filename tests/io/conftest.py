@@ -1,9 +1,4 @@
-"""Shared fixtures of the io tests: sample clips and broken inputs, generated once per test session.
-
-A pytest plugin module: the ``test_io_*`` files load it with ``pytest_plugins = ("tests.conftest_io",)``
-(pytest only auto-loads ``conftest.py``), so its session fixtures are shared by all of them. Tests do not
-import it (pytest must be first to import a plugin to rewrite its asserts); facts come with the fixtures.
-"""
+"""Shared fixtures of the io tests: sample clips and broken inputs, generated once per test session."""
 
 from __future__ import annotations
 

@@ -28,8 +28,6 @@ from wfvae_cli.io import (
 )
 from wfvae_cli.io.samples import _photo, render_clip
 
-pytest_plugins = ("tests.conftest_io",)
-
 needs_decord = pytest.mark.skipif(not _decord.available(), reason="decord is not installed on this platform")
 OPTIONAL = [
     pytest.param(name, marks=pytest.mark.skipif(not mod.available(), reason=f"{name} is not installed"))

@@ -7,8 +7,6 @@ import numpy as np
 from wfvae_cli.io.samples import make_sample_clips, render_clip
 from wfvae_cli.io.video import probe, read_frames
 
-pytest_plugins = ("tests.conftest_io",)
-
 
 def test_clips_have_the_requested_sizes_names_and_rate(sample_clips) -> None:
     names = [c.path.name for c in sample_clips]

@@ -9,8 +9,6 @@ from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io.sampling import ClipPlanError, ClipSpec, plan_clips, segment_frames
 from wfvae_cli.io.video import VideoInfo, probe, read_frames
 
-pytest_plugins = ("tests.conftest_io",)
-
 
 def video(num_frames: int, fps: float = 30.0, name: str = "/data/clip.mp4") -> VideoInfo:
     return VideoInfo(name, num_frames, fps, 320, 240, num_frames / fps, "h264")

@@ -17,8 +17,6 @@ from wfvae_cli.io import _backends, _decord, _worker
 from wfvae_cli.io.samples import render_clip, write_video
 from wfvae_cli.io.video import VideoDecodeError, iter_frames, probe, read_frames
 
-pytest_plugins = ("tests.conftest_io",)
-
 needs_decord = pytest.mark.skipif(not _decord.available(), reason="decord is not installed on this platform")
 
 

@@ -13,7 +13,7 @@ from wfvae_cli.errors import CheckpointError, OfflineError
 from wfvae_cli.model import WFVAEConfig, load_state_dict_file
 from wfvae_cli.model.loading import infer_config
 
-from .conftest import GOLDEN, tiny_model
+from ..conftest import GOLDEN, tiny_model
 
 
 @pytest.fixture(scope="module")

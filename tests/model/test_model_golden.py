@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from wfvae_cli import load_model
 from wfvae_cli.model import DiagonalGaussian
 
-from .conftest import GOLDEN, tiny_model
+from ..conftest import GOLDEN, tiny_model
 
 ATOL = 5e-5  # stricter than the 1e-4 bar (the fixture's suggested tolerance); measured errors are ~1e-6
 

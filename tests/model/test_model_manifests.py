@@ -9,7 +9,7 @@ import torch
 
 from wfvae_cli.model import WFVAE, WFVAEConfig, preset_config
 
-from .conftest import MANIFESTS
+from ..conftest import MANIFESTS
 
 
 def _build_meta(config: WFVAEConfig) -> WFVAE:

@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from wfvae_cli import load_model
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from official_style import OfficialStyle
 
 

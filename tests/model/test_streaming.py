@@ -10,7 +10,7 @@ import torch
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.model import WFVAE
 
-from .conftest import EIGHT_X, tiny_model
+from ..conftest import EIGHT_X, tiny_model
 
 ATOL = 1e-5
 LENGTHS = [1, 5, 9, 17, 33, 65]
@@ -183,7 +183,7 @@ def test_stream_memory_is_bounded(model):
 
 
 def test_groupnorm_model_refuses_streaming():
-    from .conftest import tiny_config
+    from ..conftest import tiny_config
 
     model = WFVAE(
         tiny_config(norm_type="groupnorm", base_channels=32, encoder_energy_flow_hidden_size=32,

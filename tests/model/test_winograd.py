@@ -15,7 +15,7 @@ from wfvae_cli.model import WFVAE
 from wfvae_cli.model.fastconv import native, products, winograd
 from wfvae_cli.model.layers import CausalConv3d, ResnetBlock2D, ResnetBlock3D, _use_winograd
 
-from .conftest import GOLDEN, tiny_config, tiny_model
+from ..conftest import GOLDEN, tiny_config, tiny_model
 
 pytestmark = pytest.mark.skipif(not winograd.available(), reason="no C compiler: the Winograd kernels cannot be built")
 

@@ -20,7 +20,7 @@ from wfvae_cli.io import make_bad_inputs, make_sample_clips, read_frames, to_mod
 from wfvae_cli.pipeline import EncodeOptions, encode_dataset
 from wfvae_cli.store import IncompatibleStoreError, LatentDataset, open_store, verify
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
 MODEL = str(GOLDEN)  # the official-format small model: real architecture, fast on CPU
 

@@ -23,7 +23,7 @@ from wfvae_cli.pipeline.backend import Backend, open_backend
 from wfvae_cli.pipeline.local import LocalBackend
 from wfvae_cli.store import Status, open_store
 
-from .conftest import GOLDEN, assert_same_store
+from ..conftest import GOLDEN, assert_same_store
 
 BUCKETS = ((64, 64), (48, 80), (80, 48))
 BATCH = 3

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration  # a two-node Ray cluster
 
 pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ray_two_nodes.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ray_two_nodes.py"
 
 
 def test_two_node_cluster_uses_both_nodes_and_survives_losing_one():

@@ -25,7 +25,7 @@ from wfvae_cli.io import make_bad_inputs, make_sample_clips
 from wfvae_cli.pipeline import EncodeOptions, EncodeSummary, encode_dataset
 from wfvae_cli.store import open_store
 
-from .conftest import GOLDEN, _untimed, assert_same_store
+from ..conftest import GOLDEN, _untimed, assert_same_store
 
 ray = pytest.importorskip("ray", reason="Ray tests need the 'ray' extra: pip install -e '.[dev,ray]'")
 

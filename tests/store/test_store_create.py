@@ -16,7 +16,7 @@ from wfvae_cli.pipeline import encode_dataset
 from wfvae_cli.store import StoreError, open_store, verify
 from wfvae_cli.store import store as store_module
 
-from .test_encode import options, videos  # noqa: F401  (fixture)
+from ..pipeline.test_encode import options, videos  # noqa: F401  (fixture)
 
 STEPS = ["create_bucket", "write_index", "write_rejected"]
 
@@ -83,7 +83,7 @@ encode_dataset(EncodeOptions(inputs=(inputs,), out=Path(out), model=model, frame
 @pytest.mark.integration
 @pytest.mark.parametrize("step", ["write_index", "write_rejected"])
 def test_kill_during_creation_then_same_command_completes(step, inputs, reference, tmp_path):
-    from .test_encode import MODEL
+    from ..pipeline.test_encode import MODEL
 
     out = tmp_path / "s.zarr"
     proc = subprocess.run([sys.executable, "-c", _KILL_AT, step, str(inputs), str(out), MODEL],

@@ -24,7 +24,7 @@ from wfvae_cli.store.lease import (
     lease_blob,
 )
 
-from .test_encode import options, videos  # noqa: F401  (fixture)
+from ..pipeline.test_encode import options, videos  # noqa: F401  (fixture)
 
 BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.integration)]
 

@@ -189,7 +189,7 @@ def test_plain_zarr_snippet_from_the_format_doc_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The 'Reading with plain zarr' snippet of docs/store-format.md must stay true."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "store-format.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "store-format.md").read_text()
     section = doc.split("## Reading with plain zarr", 1)[1]
     snippet = section.split("```python", 1)[1].split("```", 1)[0]
     store = _make(tmp_path)

@@ -12,7 +12,7 @@ from wfvae_cli.train.data import SlotPlan, StepBatchSampler, SyntheticClips, Vid
 from wfvae_cli.train.evaluate import pool_baseline
 from wfvae_cli.train.recipe import Recipe, load_recipe
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 TINY_RECIPE = """\
 name = "test"

@@ -14,7 +14,7 @@ from wfvae_cli.model import load_model
 from wfvae_cli.train import Trainer, export_checkpoint, load_checkpoint
 from wfvae_cli.train.recipe import RecipeError
 
-from .conftest import EIGHT_X, tiny_config
+from ..conftest import EIGHT_X, tiny_config
 from .test_train_common import tiny_recipe, write_tiny_recipe
 
 pytestmark = pytest.mark.integration  # training loops

@@ -15,7 +15,7 @@ from wfvae_cli.train.losses import (
     wavelet_loss,
 )
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 
 def _forward(seed: int = 0):

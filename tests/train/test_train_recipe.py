@@ -12,7 +12,7 @@ from wfvae_cli.train.recipe import RecipeError, dump_recipe, load_recipe, recipe
 
 from .test_train_common import write_tiny_recipe
 
-RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.toml"))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.toml"))
 
 
 def test_recipes_folder_has_the_paper_stages_and_the_cpu_recipe():
