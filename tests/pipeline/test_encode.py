@@ -235,3 +235,12 @@ def test_write_failure_stops_cleanly_and_resumes(videos, tmp_path, monkeypatch):
     summary = encode_dataset(options([videos], out, shard_size=1))
     assert summary.ok and summary.already_done == done_before and summary.done == 4 - done_before
     assert verify(out).ok
+
+
+@pytest.mark.parametrize("out", ["s3://bucket/x.zarr", "s3:/bucket/x.zarr", "gs://b/x.zarr"])
+def test_out_url_is_refused_and_nothing_is_created(out, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = _cli("encode", str(tmp_path), "--out", out, "--model", MODEL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "not supported yet" in err, err
+    assert list(tmp_path.iterdir()) == []

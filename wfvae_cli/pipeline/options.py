@@ -73,6 +73,13 @@ class EncodeOptions:
     # --- end Ray backend ------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
+        from wfvae_cli.storage import is_url
+
+        if is_url(str(self.out)):  # (a Path collapses "s3://b/x" to "s3:/b/x": never a local folder named "s3:")
+            raise WfvaeError(
+                f"--out {self.out}: latent stores on object storage are not supported yet (inputs are); write the "
+                "store to a local path or a mounted bucket, then copy it"
+            )
         if not self.inputs:
             raise WfvaeError(
                 "no INPUT given: pass video files, folders, globs, URLs, webdataset shards or a manifest "
