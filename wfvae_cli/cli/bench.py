@@ -133,6 +133,7 @@ def recon(
     decode_timeout: float = typer.Option(60.0, "--decode-timeout", help="Seconds allowed to read one video."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (schema wfvae-bench-recon/1)."),
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON report to this file."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Also score a baseline on the same clips: pool (4x8x8 causal average pooling + trilinear upsampling)."),
 ) -> None:
     """Reconstruction quality (PSNR, SSIM, LPIPS, rFVD) of a model on real videos; direct vs chunked."""
     from wfvae_cli.bench import ReconSettings, run_recon
@@ -145,6 +146,7 @@ def recon(
         metrics=tuple(split_list([metrics])), lpips_weights=str(lpips_weights) if lpips_weights else None,
         i3d=str(i3d) if i3d else None, limit=limit, save_videos=str(save_videos) if save_videos else None,
         compare_chunked=compare_chunked, device=device, dtype=dtype, decode_timeout=decode_timeout,
+        baseline=baseline,
     )
     with _progress("recon") as update:
         report = run_recon(settings, progress=update)
