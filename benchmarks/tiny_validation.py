@@ -42,9 +42,15 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--curve", default=None, metavar="CKPT_DIR",
+                    help="evaluate every --every-th checkpoint of a run instead; write --json for the plot")
+    ap.add_argument("--every", type=int, default=200)
     args = ap.parse_args()
     specs = args.model or ["wfvae-tiny"]
     clips = [(label, to_model(c)) for label, c in validation_clips(args.frames, args.seeds)]
+    if args.curve:
+        curve(args, clips)
+        return
     rows: dict[str, dict[str, list[float]]] = {}
     frames_of: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
@@ -86,6 +92,29 @@ def main() -> None:
         with open(args.json, "w") as fh:
             json.dump({"frames": args.frames, "clips": [label for label, _ in clips], "psnr": rows,
                        "mean": means, "per_frame": frames_of, "cpu": platform.processor()}, fh, indent=2)
+
+
+def curve(args, clips) -> None:
+    """Mean PSNR and worst-clip margin over pooling per checkpoint (the third panel of the training plot)."""
+    from pathlib import Path
+
+    pool = [float(psnr_per_frame((x + 1) / 2, (pool_baseline(x, 4, 8, "trilinear") + 1) / 2)[0].mean())
+            for _, x in clips]
+    out = {"step": [], "model": [], "worst_margin": [], "pool": sum(pool) / len(pool)}
+    for path in sorted(Path(args.curve).glob("step_*.pt")):
+        step = int(path.stem.split("_")[1])
+        if step % args.every and path != sorted(Path(args.curve).glob("step_*.pt"))[-1]:
+            continue
+        model = load_model(str(path)).eval()
+        ours = [float(per_frame(model, x).mean()) for _, x in clips]
+        out["step"].append(step)
+        out["model"].append(sum(ours) / len(ours))
+        out["worst_margin"].append(min(o - p for o, p in zip(ours, pool, strict=True)))
+        print(f"step {step}: mean {out['model'][-1]:.2f} dB (pool {out['pool']:.2f}), "
+              f"worst margin {out['worst_margin'][-1]:+.2f} dB", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
 
 
 if __name__ == "__main__":
