@@ -101,9 +101,10 @@ def curve(args, clips) -> None:
     pool = [float(psnr_per_frame((x + 1) / 2, (pool_baseline(x, 4, 8, "trilinear") + 1) / 2)[0].mean())
             for _, x in clips]
     out = {"step": [], "model": [], "worst_margin": [], "pool": sum(pool) / len(pool)}
-    for path in sorted(Path(args.curve).glob("step_*.pt")):
+    paths = sorted(Path(args.curve).glob("step_*.pt"))
+    for path in paths:
         step = int(path.stem.split("_")[1])
-        if step % args.every and path != sorted(Path(args.curve).glob("step_*.pt"))[-1]:
+        if step % args.every and path != paths[-1]:
             continue
         model = load_model(str(path)).eval()
         ours = [float(per_frame(model, x).mean()) for _, x in clips]
