@@ -17,7 +17,7 @@ def test_scene_clips_are_a_pure_function_of_the_slot():
     ds = SyntheticClips(["coffee", "cat", "brick"], 9, (32, 48), seed=3, style="scenes")
     a, b, c = ds[5], ds[5], ds[6]
     assert a.shape == (3, 9, 32, 48) and a.dtype == torch.float32
-    assert -1.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert float(a.min()) >= -1.0 and float(a.max()) <= 1.0
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
 
