@@ -7,12 +7,13 @@ Baselines keep, per block, the mean colour and upsample it back (frame 0 is its 
 VAE's causal layout):
 
 * ``pool 4x8x8`` -- the VAE's spatio-temporal compression, 3 numbers per 4x8x8 block (a latent_dim-Z VAE
-  keeps Z), upsampled bilinearly (and, for reference, nearest);
+  keeps Z), upsampled trilinearly (the bar of issue #18; also bilinear-and-hold and nearest, for reference);
 * ``pool 1x8x8`` -- no temporal pooling: 12 numbers per 4x8x8 block, i.e. more numbers than an 8-channel
   latent; a deliberately generous baseline.
 
-Clips default to the demo model's held-out set: camera paths over the ``chelsea`` and ``retina`` photos
-(never seen in training), rendered exactly as ``recipes/tiny-cpu.toml`` evaluates them.
+Clips default to camera paths over held-out photos (``china``, ``flower``, ``grace_hopper``: never seen by
+either training stage of ``wfvae-tiny``); ``--photos chelsea retina --seed 0`` gives stage I's own held-out
+set. For the issue #18 validation (scene clips, per-frame PSNR) see ``benchmarks/tiny_validation.py``.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ import time
 import torch
 
 from wfvae_cli.metrics import LPIPSMetric, MetricUnavailable
+from wfvae_cli.metrics.baseline import pool_baseline
 from wfvae_cli.model import load_model
 from wfvae_cli.model.loading import is_weightless_preset  # speed/plumbing: a preset may be random
 from wfvae_cli.train.data import SyntheticClips, VideoClips
-from wfvae_cli.train.evaluate import Evaluator, pool_baseline
+from wfvae_cli.train.evaluate import Evaluator
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="wfvae-tiny", help="load_model spec (preset, dir, checkpoint)")
     ap.add_argument("--videos", nargs="*", default=None, help="held-out videos/folders instead of rendered clips")
-    ap.add_argument("--photos", nargs="*", default=["chelsea", "retina"], help="photos for rendered clips")
+    ap.add_argument("--photos", nargs="*", default=["china", "flower", "grace_hopper"],
+                    help="photos for rendered clips")
     ap.add_argument("--clips", type=int, default=32)
     ap.add_argument("--frames", type=int, default=9)
     ap.add_argument("--res", type=int, default=64)
@@ -69,7 +72,8 @@ def main() -> None:
                 sums[k] = sums.get(k, 0.0) + v
         return {k: v / len(ev) for k, v in sums.items()}
 
-    results[f"pool {t}x8x8 + bilinear (3 numbers per block)"] = score(lambda v: pool_baseline(v, t, 8, "bilinear"))
+    results[f"pool {t}x8x8 + trilinear (3 numbers per block)"] = score(lambda v: pool_baseline(v, t, 8, "trilinear"))
+    results[f"pool {t}x8x8 + bilinear, held (3 per block)"] = score(lambda v: pool_baseline(v, t, 8, "bilinear"))
     results[f"pool {t}x8x8 + nearest (3 numbers per block)"] = score(lambda v: pool_baseline(v, t, 8, "nearest"))
     results[f"pool 1x8x8 + bilinear ({3 * t} numbers per block)"] = score(lambda v: pool_baseline(v, 1, 8, "bilinear"))
 

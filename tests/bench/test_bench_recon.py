@@ -93,3 +93,29 @@ def test_bad_options():
         ReconSettings(inputs=("x",), model="m", metrics=("psnr", "vmaf"))
     with pytest.raises(WfvaeError, match="--compare-chunked"):
         ReconSettings(inputs=("x",), model="m", compare_chunked=0)
+
+
+def test_pool_baseline_column_and_json(clips):
+    settings = ReconSettings(
+        inputs=(str(clips),), model="tiny", frames=9, height=32, width=32, metrics=("psnr", "ssim"),
+        baseline="pool", device="cpu",
+    )
+    report = run_recon(settings, model=tiny_model())
+    for clip in report.clips:
+        assert set(clip.baseline_metrics) == {"psnr", "ssim"} and 5 < clip.baseline_metrics["psnr"] < 60
+    assert report.baseline_summary["psnr"] == pytest.approx(np.mean([c.baseline_metrics["psnr"] for c in report.clips]))
+    assert report.margin["psnr"] == pytest.approx(report.summary["psnr"] - report.baseline_summary["psnr"])
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["baseline"]["name"] == "pool 4x8x8 trilinear"
+    assert data["baseline"]["min_psnr_margin"] == pytest.approx(
+        min(c.metrics["psnr"] - c.baseline_metrics["psnr"] for c in report.clips))
+    from rich.console import Console
+
+    from wfvae_cli.bench.render import recon_table
+
+    console = Console(width=200, record=True)
+    console.print(recon_table(report))
+    text = console.export_text()
+    assert "pool 4x8x8 trilinear" in text and "model − baseline" in text and "worst clip" in text
+    with pytest.raises(WfvaeError, match="--baseline"):
+        ReconSettings(inputs=("x",), model="m", baseline="bicubic")

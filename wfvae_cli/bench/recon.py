@@ -42,6 +42,7 @@ from wfvae_cli.io import (
     write_video,
 )
 from wfvae_cli.metrics import FVDMetric, I3DFeatureExtractor, LPIPSMetric, MetricUnavailable, psnr, ssim
+from wfvae_cli.metrics.baseline import pool_baseline
 from wfvae_cli.model import WFVAE, load_model
 
 #: ``progress(done, total, label)`` before each video and once at the end
@@ -170,13 +171,18 @@ class ReconRunner:
             chunked_metrics = self.metrics.per_clip(x, recon_c)
             if self.metrics.fvd_chunked is not None and self.metrics.extractor is not None:
                 self.metrics.fvd_chunked.update_features(real_feats, self.metrics.extractor((recon_c + 1) / 2))  # type: ignore[arg-type]
+        baseline = None
+        if s.baseline == "pool":
+            cfg = self.model.config
+            pooled = pool_baseline(x, cfg.temporal_factor, cfg.spatial_factor, "trilinear").clamp(-1, 1)
+            baseline = self.metrics.per_clip(x, pooled)
         saved = None
         if self.save_dir is not None:
             target = self.save_dir / f"{index:04d}_{Path(source.path).stem}_recon.mp4"
             saved = str(write_video(target, _to_uint8(recon), clip.fps))
         self.report.clips.append(
             ClipOutcome(source.path, clip.start_frame, clip.end_frame, clip.fps, metrics, chunked_metrics, max_diff,
-                        seconds, saved)
+                        seconds, saved, baseline)
         )
 
     def finish(self) -> None:
@@ -184,6 +190,8 @@ class ReconRunner:
         r = self.report
         r.unavailable.update(self.metrics.unavailable)
         r.summary = _means([c.metrics for c in r.clips])
+        if self.settings.baseline is not None:
+            r.baseline_summary = _means([c.baseline_metrics or {} for c in r.clips])
         if self.settings.compare_chunked:
             r.chunked_summary = _means([c.chunked_metrics or {} for c in r.clips])
             diffs = [c.max_abs_diff for c in r.clips if c.max_abs_diff is not None]

@@ -14,6 +14,8 @@ RECON_SCHEMA = "wfvae-bench-recon/1"
 METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips", "fvd")
 CLIP_METRICS: tuple[str, ...] = ("psnr", "ssim", "lpips")
 """Per-clip metrics (averaged over clips); FVD is one distance over the whole set."""
+BASELINES: tuple[str, ...] = ("pool",)
+"""``--baseline pool``: 4×8×8 causal average pooling + trilinear upsampling (:mod:`wfvae_cli.metrics.baseline`)."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,12 @@ class ReconSettings:
     device: str = "cpu"
     dtype: str = "fp32"
     decode_timeout: float | None = 60.0
+    #: also score a trivial baseline on the same clips (``pool``), so the model's margin is visible
+    baseline: str | None = None
 
     def __post_init__(self) -> None:
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise WfvaeError(f"--baseline {self.baseline!r}: choose from {', '.join(BASELINES)}")
         if not self.inputs:
             raise WfvaeError("no INPUT given: pass video files, folders, globs or manifests")
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -69,6 +75,8 @@ class ClipOutcome:
     max_abs_diff: float | None = None
     seconds: float = 0.0
     saved: str | None = None
+    #: the baseline's per-clip metrics (``--baseline``), same clip, same metric code
+    baseline_metrics: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,6 +111,22 @@ class ReconReport:
     chunked_fvd: dict[str, Any] | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: clip means of the baseline (``--baseline``); ``None`` without one
+    baseline_summary: dict[str, float] | None = None
+
+    @property
+    def baseline_name(self) -> str | None:
+        if self.settings.baseline != "pool":
+            return None
+        t, s = self.model.temporal_factor, 8
+        return f"pool {t}x{s}x{s} trilinear"
+
+    @property
+    def margin(self) -> dict[str, float] | None:
+        """Model minus baseline per metric (positive PSNR/SSIM and negative LPIPS favour the model)."""
+        if self.baseline_summary is None:
+            return None
+        return {k: v - self.baseline_summary[k] for k, v in self.summary.items() if k in self.baseline_summary}
 
     @property
     def reference_label(self) -> str:
@@ -115,6 +139,16 @@ class ReconReport:
         if self.chunked_summary is None:
             return None
         return {k: self.chunked_summary[k] - v for k, v in self.summary.items() if k in self.chunked_summary}
+
+    @property
+    def min_psnr_margin(self) -> float | None:
+        """The model's worst per-clip PSNR margin over the baseline (the clip a user should look at)."""
+        margins = [
+            c.metrics["psnr"] - c.baseline_metrics["psnr"]
+            for c in self.clips
+            if c.baseline_metrics and "psnr" in c.baseline_metrics and "psnr" in c.metrics
+        ]
+        return min(margins) if margins else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +166,10 @@ class ReconReport:
             "chunked_fvd": self.chunked_fvd,
             "unavailable": self.unavailable,
             "notes": self.notes,
+            "baseline": None if self.baseline_summary is None else {
+                "name": self.baseline_name, "summary": self.baseline_summary, "margin": self.margin,
+                "min_psnr_margin": self.min_psnr_margin,
+            },
             "clips": [c.to_dict() for c in self.clips],
             "failures": [f.to_dict() for f in self.failures],
         }

@@ -112,9 +112,14 @@ def recon_table(report: ReconReport) -> Table:
     if compare:
         table.add_column(f"chunk {s.compare_chunked}", justify="right")
         table.add_column("Δ (chunked − ref)", justify="right")
+    base = report.baseline_summary
+    if base is not None:
+        table.add_column(report.baseline_name or "baseline", justify="right")
+        table.add_column("model − baseline", justify="right")
+    extra = (2 if compare else 0) + (2 if base is not None else 0)
     for name in s.metrics:
         if name in report.unavailable:
-            table.add_row(name, "[yellow]unavailable[/]", *(["", ""] if compare else []))
+            table.add_row(name, "[yellow]unavailable[/]", *([""] * extra))
             continue
         ref = report.summary.get(name)
         row = [name, _metric(ref)]
@@ -122,7 +127,14 @@ def recon_table(report: ReconReport) -> Table:
             chunked = report.chunked_summary.get(name) if report.chunked_summary else None
             delta = None if ref is None or chunked is None else chunked - ref
             row += [_metric(chunked), "–" if delta is None else f"{delta:+.2e}"]
+        if base is not None:
+            b = base.get(name)
+            row += [_metric(b), "–" if b is None or ref is None else f"{ref - b:+.4f}"]
         table.add_row(*row)
     if compare:
-        table.add_row("max |Δ| recon", "", "", f"{report.max_abs_diff:.2e}" if report.max_abs_diff is not None else "–")
+        table.add_row("max |Δ| recon", "", "", f"{report.max_abs_diff:.2e}" if report.max_abs_diff is not None else "–",
+                      *([""] * (2 if base is not None else 0)))
+    if base is not None and report.min_psnr_margin is not None:
+        table.add_row("worst clip psnr margin", "", *([""] * (2 if compare else 0)), "",
+                      f"{report.min_psnr_margin:+.4f}")
     return table

@@ -40,6 +40,12 @@ class ConvAlgorithm(str, Enum):
     direct = "direct"
     winograd = "winograd"
 
+class Baseline(str, Enum):
+    """Baselines ``bench recon`` can score beside the model."""
+
+    pool = "pool"  # 4x8x8 causal average pooling + trilinear upsampling (wfvae_cli.metrics.baseline)
+
+
 bench_app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
@@ -159,6 +165,7 @@ def recon(
     decode_timeout: float = typer.Option(60.0, "--decode-timeout", help="Seconds allowed to read one video."),
     as_json: bool = flag(False, "--json", help="Print the report as JSON (schema wfvae-bench-recon/1)."),
     report_path: Path | None = typer.Option(None, "--report", dir_okay=False, help="Also write the JSON report to this file."),
+    baseline: Baseline | None = typer.Option(None, "--baseline", help="Also score a baseline on the same clips: pool (4x8x8 causal average pooling + trilinear upsampling)."),
 ) -> None:
     """Reconstruction quality (PSNR, SSIM, LPIPS, rFVD) of a model on real videos; direct vs chunked."""
     from wfvae_cli.bench import ReconSettings, run_recon
@@ -174,7 +181,7 @@ def recon(
         metrics=tuple(split_list([metrics])), lpips_weights=str(lpips_weights) if lpips_weights else None,
         i3d=str(i3d) if i3d else None, limit=limit, save_videos=str(save_videos) if save_videos else None,
         compare_chunked=compare_chunked, device=device, dtype=precision.value, decode_timeout=decode_timeout,
-        random_weights=random_weights,
+        random_weights=random_weights, baseline=baseline.value if baseline is not None else None,
     )
     with _progress("recon") as update:
         report = run_recon(settings, progress=update)

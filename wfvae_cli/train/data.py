@@ -50,8 +50,10 @@ __all__ = [
 SYNTHETIC_PHOTOS: tuple[str, ...] = (
     "astronaut", "brick", "camera", "cat", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass",
     "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text",
+    "horse", "motorcycle_left", "motorcycle_right", "grace_hopper", "china", "flower",
 )
-"""``skimage.data`` images that ship with scikit-image (no download); greyscale ones are replicated to RGB."""
+"""Photos that ship offline: ``skimage.data`` (greyscale replicated to RGB), matplotlib's ``grace_hopper``,
+scikit-learn's ``china``/``flower`` (needs scikit-learn); see :mod:`wfvae_cli.train.synthetic`."""
 
 _TRAIN, _EVAL = 0, 1  # RNG stream ids: train and eval clips never share randomness
 _PHOTO_SCALES = (1.0, 1.5, 2.25, 3.5)  # photo short side / clip short side, before the camera zooms in
@@ -130,18 +132,11 @@ def make_loader(dataset: Dataset, plan: SlotPlan, start: int, stop: int, workers
 
 
 # ================================================================================================ synthetic
-@lru_cache(maxsize=32)
 def _photo(name: str) -> torch.Tensor:
-    """float32 ``(3, H, W)`` in [0, 255]."""
-    from wfvae_cli.extras import require
+    """float32 ``(3, H, W)`` in [0, 255] (cached by :func:`wfvae_cli.train.synthetic.load_photo`)."""
+    from wfvae_cli.train.synthetic import load_photo
 
-    skimage_data = require("skimage.data", "synthetic training clips")
-
-    image = np.asarray(getattr(skimage_data, name)())
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    image = image[..., :3].astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return load_photo(name)
 
 
 @lru_cache(maxsize=256)
@@ -173,11 +168,14 @@ class SyntheticClips(Dataset):
         epoch_clips: int = 1024,
         train: bool = True,
         clips: int = 0,
+        style: str = "camera",
     ) -> None:
         if not photos:
             raise WfvaeError("synthetic data needs at least one photo")
+        if style not in ("camera", "scenes"):
+            raise WfvaeError(f"synthetic style {style!r}: use 'camera' or 'scenes'")
         self.photos, self.frames, self.size, self.seed = tuple(photos), frames, size, seed
-        self.epoch_clips, self.train, self.clips = epoch_clips, train, clips
+        self.epoch_clips, self.train, self.clips, self.style = epoch_clips, train, clips, style
 
     def __len__(self) -> int:
         return self.clips if not self.train else self.epoch_clips
@@ -191,6 +189,12 @@ class SyntheticClips(Dataset):
         else:
             name = self.photos[slot % len(self.photos)]
             rng = np.random.default_rng([self.seed, _EVAL, slot])
+        if self.style == "scenes":
+            from wfvae_cli.train.synthetic import render_scene
+
+            # the slot's photo is the background; objects come from the whole set
+            clip = render_scene(rng, self.photos, self.frames, self.size, background=name)
+            return torch.from_numpy(clip).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
         scale = _PHOTO_SCALES[int(rng.integers(len(_PHOTO_SCALES)))]
         photo = _scaled_photo(name, math.ceil(min(self.size) * scale))
         clip = render_clip(photo, self.frames, self.size, rng)  # uint8 (T, H, W, 3)

@@ -3,10 +3,9 @@
 Metrics use :mod:`wfvae_cli.metrics` with the official conventions (PSNR/SSIM per frame on [0, 1], LPIPS-
 Alex on [-1, 1]); reconstructions decode the posterior *mode*, as the official ``recon_video.py`` does.
 
-The baseline answers "is the VAE learning anything a resampler could not do?": it keeps, per 4×8×8 block
-(frame 0 alone, then groups of 4 frames, the VAE's causal layout), the mean colour, i.e. 3 numbers where a
-latent_dim-Z VAE keeps Z, and upsamples back (bilinear in space, repeat in time). Same spatio-temporal
-compression; the VAE still has Z/3 times more numbers per block, which the report states.
+The baseline (:func:`wfvae_cli.metrics.baseline.pool_baseline`, trilinear) answers "is the VAE learning
+anything a resampler could not do?": it keeps, per 4×8×8 block (frame 0 alone, then groups of 4 frames, the
+VAE's causal layout), the mean colour, i.e. 3 numbers where a latent_dim-Z VAE keeps Z, and upsamples back.
 """
 
 from __future__ import annotations
@@ -15,33 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from wfvae_cli.metrics import LPIPSMetric, psnr, ssim
+from wfvae_cli.metrics.baseline import pool_baseline
 
-
-def pool_baseline(video: torch.Tensor, t_factor: int = 4, s_factor: int = 8, mode: str = "bilinear") -> torch.Tensor:
-    """Average-pool ``(B, C, 1 + t_factor·k, H, W)`` by (t_factor, s_factor, s_factor) causally, upsample back.
-
-    Frame 0 is its own temporal group (like the VAE's first latent frame); space is pooled in
-    ``s_factor``×``s_factor`` blocks and upsampled with ``mode`` (``bilinear`` or ``nearest``).
-    """
-    b, c, t, h, w = video.shape
-    if (t - 1) % t_factor or h % s_factor or w % s_factor:
-        raise ValueError(
-            f"pool_baseline needs T = {t_factor}k+1 and H, W multiples of {s_factor}, got {tuple(video.shape)}"
-        )
-    first = video[:, :, :1]
-    rest = video[:, :, 1:].reshape(b, c, (t - 1) // t_factor, t_factor, h, w).mean(dim=3)
-    groups = torch.cat([first, rest], dim=2)  # (B, C, 1 + k, H, W)
-    frames = groups.transpose(1, 2).flatten(0, 1)
-    small = F.avg_pool2d(frames, s_factor)
-    kwargs = {"align_corners": False} if mode == "bilinear" else {}
-    big = F.interpolate(small, scale_factor=s_factor, mode=mode, **kwargs)
-    big = big.reshape(b, -1, c, h, w).transpose(1, 2)
-    repeats = torch.tensor([1] + [t_factor] * ((t - 1) // t_factor), device=video.device)
-    return big.repeat_interleave(repeats, dim=2)
+__all__ = ["Evaluator", "pool_baseline", "side_by_side"]
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +105,6 @@ class Evaluator:
         if self._baseline is None:
             sums = {"psnr": 0.0, "ssim": 0.0, **({"lpips": 0.0} if self.lpips is not None else {})}
             for _, batch in self.batches():
-                self.score_into(batch, pool_baseline(batch, t_factor), sums)
+                self.score_into(batch, pool_baseline(batch, t_factor, mode="trilinear"), sums)
             self._baseline = {k: v / max(1, len(self.clips)) for k, v in sums.items()}
         return self._baseline

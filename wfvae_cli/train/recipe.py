@@ -117,6 +117,9 @@ class SyntheticSection:
     eval_photos: list[str] = field(default_factory=lambda: ["chelsea", "retina"])
     #: clips per "epoch" (only the data order depends on it: every clip is a fresh random camera path)
     epoch_clips: int = 1024
+    #: ``camera``: pan/zoom/roll over one photo; ``scenes``: layered scenes with moving objects, occlusion,
+    #: shake, exposure changes, noise and H.264 artefacts (:mod:`wfvae_cli.train.synthetic`)
+    style: Literal["camera", "scenes"] = "camera"
 
     def __post_init__(self) -> None:
         _check_photos(self.photos, "photos", allow_empty=False)
