@@ -25,7 +25,8 @@ from speed_vs_official import cpu_row, official_model
 
 from wfvae_cli import load_model
 from wfvae_cli.bench.machine import machine_info
-from wfvae_cli.bench.runtime import inference_context, one_line, prepare_input, prepare_model, synchronize
+from wfvae_cli.bench.runtime import inference_context, prepare_input, prepare_model, synchronize
+from wfvae_cli.errors import one_line
 from wfvae_cli.model.loading import is_weightless_preset  # speed/plumbing: a preset may be random
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden"

@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 from wfvae_cli import load_model
-from wfvae_cli.bench.runtime import inference_context, one_line, prepare_input, prepare_model
+from wfvae_cli.bench.runtime import inference_context, prepare_input, prepare_model
+from wfvae_cli.errors import one_line
 from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
 sys.path.insert(0, str(Path(__file__).parent))
