@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -34,21 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wfvae_cli.bench.machine import machine_info
 from wfvae_cli.io import _pyav, bench, read_frames, to_model_input
 from wfvae_cli.io.transform import ResizeSpec, resized_size
 
 SIZE = (512, 512)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def v1_path(path: str, idx: np.ndarray) -> None:
@@ -123,9 +112,9 @@ def main() -> None:
             rows.append({"file": args.rss.rsplit("/", 1)[-1], "clip": "early", "path": kind,
                          "peak_rss_mib": round(mib), "above_imports_mib": round(extra)})
             print(f"peak RSS {kind:18s} {mib:8.0f} MiB ({extra:.0f} MiB above the imports)", flush=True)
-    print(f"CPU: {cpu_model()} ({len(__import__('os').sched_getaffinity(0))} cores available)")
+    print(f"CPU: {machine_info('cpu')['cpu_model']} ({len(__import__('os').sched_getaffinity(0))} cores available)")
     if args.json:
-        print(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=1))
+        print(json.dumps({"cpu": machine_info("cpu")["cpu_model"], "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,25 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def progress_bar(*fields: str) -> Any:
+    """The one progress-bar style (on stderr): label, bar, done/total, the given task-field columns (Rich
+    templates such as ``"{task.fields[rate]}"``), elapsed and remaining time. Sized to fit 80 columns."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+        *(TextColumn(field) for field in fields), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err, transient=False, expand=False,
+    )
+
+
 def format_duration(seconds: float) -> str:
     """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``: short enough for an 80-column line."""
     seconds = max(0, int(seconds))

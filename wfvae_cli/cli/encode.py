@@ -170,27 +170,7 @@ class _progress:
 
     def _bar(self):
         if self.progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=None),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("[red]{task.fields[errors]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=ui.err,
-                transient=False,
-                expand=False,
-            )
+            self.progress = ui.progress_bar("{task.fields[rate]}", "[red]{task.fields[errors]}")
             self.progress.start()
         return self.progress
 

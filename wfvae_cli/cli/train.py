@@ -100,19 +100,7 @@ class _ProgressBar:
         from wfvae_cli.train.trainer import short_stats
 
         if self.bar is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=ui.err,
-            )
+            self.bar = ui.progress_bar("{task.fields[info]}")
             self.bar.start()
             self.task = self.bar.add_task("train", total=report.total, completed=report.step, info="")
         if report.event == "step":
