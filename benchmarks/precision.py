@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from wfvae_cli import load_model
 from wfvae_cli.bench.runtime import inference_context, prepare_input, prepare_model
+from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import one_line
 from wfvae_cli.model.loading import is_weightless_preset  # speed/precision only: random init is fine
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from speed_vs_official import cpu_row
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "golden"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {name: torch_dtype(name) for name in ("bf16", "fp16")}
 
 
 def _stats(a: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:

@@ -14,7 +14,7 @@ import typer
 from wfvae_cli.cli import console as _console
 from wfvae_cli.cli.console import print_json as print_json
 from wfvae_cli.devices import check_device as check_device
-from wfvae_cli.dtypes import DTYPE_NAMES, check_dtype
+from wfvae_cli.dtypes import DTYPE_NAMES, STORE_DTYPES, check_dtype
 from wfvae_cli.errors import WfvaeError
 
 # compatibility names: the one pair of consoles lives in cli/console.py
@@ -22,35 +22,23 @@ console = _console.out
 err_console = _console.err
 
 
-class Precision(str, Enum):
-    """Compute precision (recipes: ``precision``); CUDA autocasts, the CPU casts the model."""
-
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class StoreDtype(str, Enum):
-    """Stored floating-point type of latents (or exported weights)."""
-
-    fp32 = "fp32"
-    fp16 = "fp16"
+def _choices(name: str, names: object, doc: str) -> type[Enum]:
+    """A Typer choice enum over names from the one dtype table (:mod:`wfvae_cli.dtypes`)."""
+    enum = Enum(name, {n: n for n in names}, type=str)  # type: ignore[arg-type,misc]
+    enum.__doc__ = doc
+    return enum
 
 
-class WeightsDtype(str, Enum):
-    """Stored precision of exported weights."""
-
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
+Precision = _choices("Precision", DTYPE_NAMES, "Compute precision (recipes: ``precision``); CUDA autocasts, the CPU "
+                     "casts the model.")
+StoreDtype = _choices("StoreDtype", STORE_DTYPES, "Stored floating-point type of latents.")
+WeightsDtype = _choices("WeightsDtype", DTYPE_NAMES, "Stored precision of exported weights.")
 
 
 def flag(default: bool | None, *names: str, **kwargs: Any) -> Any:
     """A boolean option shown as a flag (``--overwrite``), not as ``--overwrite <bool>``."""
     return typer.Option(default, *names, metavar="", **kwargs)
 
-
-DTYPES = tuple(DTYPE_NAMES)
 
 
 def parse_resolution(res: str, option: str = "--resolution") -> tuple[int, int]:

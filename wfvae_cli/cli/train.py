@@ -139,13 +139,14 @@ def export(
     """Write the official HF layout (what `load_model` and the official code read); EMA weights by default."""
     import torch
 
+    from wfvae_cli.dtypes import torch_dtype
     from wfvae_cli.train.checkpoint import export_checkpoint, latest_checkpoint
 
-    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    stored = torch_dtype(store_dtype.value, "--store-dtype")
     if checkpoint.is_dir():
         found = latest_checkpoint(checkpoint)
         if found is None:
             raise WfvaeError(f"{checkpoint}: no step_*.pt checkpoint in this folder")
         checkpoint = found
-    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=dtypes[store_dtype.value])
+    folder = export_checkpoint(checkpoint, out, ema=not raw, dtype=None if stored == torch.float32 else stored)
     ui.out.print(f"exported {'raw' if raw else 'EMA'} weights of {checkpoint} to {folder}", markup=False)
