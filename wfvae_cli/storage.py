@@ -165,7 +165,7 @@ def filesystem(
     except ImportError:  # pragma: no cover - fsspec comes with the core install
         raise StorageError(f"{parsed}: reading URLs needs fsspec; pip install fsspec") from None
     try:
-        fs = fsspec.filesystem(parsed.scheme, **_with_defaults(parsed.scheme, storage_options or {}))
+        fs = fsspec.filesystem(parsed.scheme, **with_defaults(parsed.scheme, storage_options or {}))
     except ImportError:
         package = SCHEMES[parsed.scheme]
         from wfvae_cli.extras import EXTRA_OF, install_command
@@ -188,12 +188,50 @@ S3_CLIENT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _with_defaults(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` plus this module's client defaults for ``scheme`` (the user's values always win)."""
     if scheme not in ("s3", "s3a"):
         return options
     config = {**S3_CLIENT_DEFAULTS, **(options.get("config_kwargs") or {})}
     return {**options, "config_kwargs": config}
+
+
+_with_defaults = with_defaults  # the name other modules used before it was public
+
+
+#: fsspec (s3fs) option -> obstore S3 config key, for the few places that talk to obstore directly (the writer
+#: lease's conditional PUTs). One ``--storage-options`` object serves both, in fsspec's spelling.
+_S3FS_TO_OBSTORE = {"key": "access_key_id", "secret": "secret_access_key", "token": "session_token",
+                    "endpoint_url": "endpoint", "region_name": "region"}
+
+
+def obstore_options(scheme: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``--storage-options`` (fsspec spelling) as obstore ``from_url`` keyword arguments.
+
+    S3: credentials, endpoint, region and ``anon`` are translated (also from ``client_kwargs``); an ``http://``
+    endpoint (a local S3-compatible server) turns on ``allow_http``. Options with no obstore meaning (retries,
+    timeouts, block sizes) are dropped: obstore has its own retry policy. Other schemes take their settings from
+    the cloud's standard environment (obstore reads the same variables as the SDKs); their options are not
+    translated.
+    """
+    import os
+
+    options = dict(options or {})
+    out: dict[str, Any] = {}
+    client_options: dict[str, Any] = dict(options.get("client_options") or {})
+    if scheme in ("s3", "s3a"):
+        flat = {**(options.get("client_kwargs") or {}), **options}
+        for src, dst in _S3FS_TO_OBSTORE.items():
+            if flat.get(src) is not None:
+                out[dst] = flat[src]
+        if flat.get("anon"):
+            out["skip_signature"] = True
+        endpoint = out.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if str(endpoint or "").startswith("http://"):
+            client_options.setdefault("allow_http", True)
+    if client_options:
+        out["client_options"] = client_options
+    return out
 
 
 #: exception class names (from botocore, aiohttp, s3fs, gcsfs, adlfs) that mean "try again": the network
@@ -237,7 +275,10 @@ def describe_error(exc: BaseException, url: str, *, what: str = "input") -> Stor
         return StorageError(
             f"{what} {url}: bucket {bucket!r} does not exist (or is not visible with these credentials); check the URL"
         )
-    if names & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "CredentialRetrievalError"}:
+    no_credentials = {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError",
+                      "CredentialRetrievalError"}
+    # "169.254.169.254": obstore (Rust) fell back to the instance-metadata endpoint, i.e. no credentials were set
+    if names & no_credentials or "169.254.169.254" in text:
         return StorageError(
             f"{what} {url}: no credentials found ({name}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or a profile, "
             "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*), or pass --storage-options '{\"anon\": true}' "

@@ -56,7 +56,7 @@ class Crop(str, Enum):
 @app.command()
 def encode(
     inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs, webdataset shards (.tar, brace ranges) or manifests (.txt/.csv/.jsonl/.parquet); local paths or URLs (s3://, gs://, az://, https://, file://)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Latent store to create or resume (e.g. latents.zarr)."),
+    out: str = typer.Option(..., "--out", "-o", help="Latent store to create or resume: a local path (latents.zarr) or a URL (s3://bucket/latents.zarr, any fsspec URL)."),
     model: str = typer.Option(..., "--model", "-m", help="Model: checkpoint dir/file, hub id, wfvae-tiny, or a preset with --random-weights."),
     random_weights: bool = flag(False, "--random-weights", help="Allow a preset without trained weights (random init, seeded): plumbing tests only."),
     frames: int = typer.Option(33, "--frames", help="Frames per clip (4k+1; 8k+1 for 8x models)."),
@@ -85,7 +85,7 @@ def encode(
     as_json: bool = flag(False, "--json", help="Print a machine-readable summary instead of tables."),
     log_every: float = typer.Option(10.0, "--log-every", min=0.1, help="Seconds between plain progress lines when stderr is not a terminal (and in --log-file)."),
     log_file: Path | None = typer.Option(None, "--log-file", dir_okay=False, help="Also append timestamped status/progress/error lines to this file."),
-    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for URL inputs, e.g. '{\"anon\": true}' or '{\"endpoint_url\": \"http://…\"}' (credentials otherwise come from the standard env/config files)."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for URL inputs and a URL --out, e.g. '{\"anon\": true}' or '{\"endpoint_url\": \"http://…\"}' (credentials otherwise come from the standard env/config files)."),
     path_col: str = typer.Option("path", "--path-col", help="Manifest column with the video path or URL."),
     caption_col: str = typer.Option("caption", "--caption-col", help="Manifest column with the caption."),
     key_col: str = typer.Option("key", "--key-col", help="Manifest column with the sample key (default key: the path relative to its input root)."),

@@ -19,11 +19,19 @@ def info(
     res: str = typer.Option("256", "--resolution", help="Input resolution for the latent shape: N or HxW."),
     frames: int = typer.Option(33, "--frames", help="Input frames for the latent shape (4k+1)."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON instead of tables."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for a store URL (s3://…)."),
 ) -> None:
     """Show a model (config, parameter counts, fingerprint, compression, latent shape) or a latent store
     (metadata, samples per bucket and status, size on disk)."""
     from pathlib import Path
 
+    from wfvae_cli.storage import is_url, parse_storage_options
+
+    if is_url(spec) and not spec.startswith(("hf://", "http://", "https://")):  # a store on object storage
+        from wfvae_cli.cli.store_cmds import render_store_info
+
+        render_store_info(spec, as_json, parse_storage_options(storage_options))
+        return
     if (Path(spec) / "zarr.json").is_file():
         from wfvae_cli.cli.store_cmds import render_store_info
 

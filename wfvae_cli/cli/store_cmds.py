@@ -14,18 +14,24 @@ from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL
 app = typer.Typer()
 
 
+#: `--storage-options` of the store commands (a store on object storage; env credentials otherwise)
+STORE_OPTIONS_HELP = "JSON object of fsspec options for a store URL (s3://…); credentials otherwise come from the standard env/config files."
+
+
 @app.command()
 def verify(
-    store: Path = typer.Argument(..., help="Latent store (.zarr)."),
+    store: str = typer.Argument(..., help="Latent store: a local path (.zarr) or a URL (s3://bucket/x.zarr)."),
     repair: bool = flag(False, "--repair", help="Mark unreadable done samples as failed and remove temp files."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help=STORE_OPTIONS_HELP),
 ) -> None:
     """Check that every done sample is readable and finite (exit 1 if not)."""
     from dataclasses import asdict
 
+    from wfvae_cli.storage import parse_storage_options
     from wfvae_cli.store import verify as verify_store
 
-    report = verify_store(store, repair=repair)
+    report = verify_store(store, repair=repair, storage_options=parse_storage_options(storage_options))
     if as_json:
         print_json({**asdict(report), "ok": report.ok})
     else:
@@ -39,18 +45,23 @@ def verify(
 
 @app.command()
 def decode(
-    store: Path = typer.Argument(..., help="Latent store (.zarr)."),
+    store: str = typer.Argument(..., help="Latent store: a local path (.zarr) or a URL (s3://bucket/x.zarr)."),
     index: list[int] = typer.Option(..., "--index", "-i", help="Sample index (reader order of done samples); repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the mp4 files."),
     model: str | None = typer.Option(None, "--model", "-m", help="Override the model recorded in the store."),
     side_by_side: bool = flag(False, "--side-by-side", help="Put the source clip left of the reconstruction."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Causal Cache chunk (frames) for decoding."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help=STORE_OPTIONS_HELP),
 ) -> None:
     """Decode stored latents back to mp4 with the model that made them."""
+    from wfvae_cli.io.remote import set_storage_options
     from wfvae_cli.pipeline.decode import decode_samples
+    from wfvae_cli.storage import parse_storage_options
 
-    clips = decode_samples(store, index, out, model, side_by_side, chunk_frames)
+    options = parse_storage_options(storage_options)
+    set_storage_options(options)  # --side-by-side reads the source clips, which may be URLs too
+    clips = decode_samples(store, index, out, model, side_by_side, chunk_frames, storage_options=options)
     if as_json:
         print_json([{"index": c.index, "path": str(c.path), "source": c.source, "frames": c.frames} for c in clips])
         return
@@ -58,15 +69,15 @@ def decode(
         ui.out.print(f"sample {c.index} ({c.frames} frames, from {c.source}) -> {c.path}", markup=False)
 
 
-def render_store_info(path: Path, as_json: bool) -> None:
+def render_store_info(path: Path | str, as_json: bool, storage_options: dict | None = None) -> None:
     """`wfvae info STORE.zarr`: metadata, counts per bucket and status, size on disk, rejected inputs."""
     from rich.table import Table
 
     from wfvae_cli.store import open_store, summary
 
     esc = ui.esc
-    s = summary(path)
-    runs = open_store(path).run_stats()
+    s = summary(path, storage_options=storage_options)
+    runs = open_store(path, storage_options=storage_options).run_stats()
     if as_json:
         print_json({**s.to_dict(), "runs": runs})
         return

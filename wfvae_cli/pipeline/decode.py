@@ -49,13 +49,15 @@ def decode_samples(
     model_spec: str | None = None,
     side_by_side: bool = False,
     chunk_frames: int | None = None,
+    *,
+    storage_options: dict | None = None,
 ) -> list[DecodedClip]:
     """Decode done samples ``indices`` (reader order) to ``out_dir/sample_{i}.mp4``.
 
     Stored samples are used as is; posteriors are decoded from their mean. With ``side_by_side`` the
     source clip, prepared exactly as for encoding, is placed left of the reconstruction.
     """
-    store = open_store(store_path)
+    store = open_store(store_path, storage_options=storage_options)  # a local path or a URL
     if not indices:
         raise WfvaeError("give at least one --index")
     bad = [i for i in indices if not 0 <= i < len(store)]

@@ -29,7 +29,9 @@ from wfvae_cli.store import (
     open_store,
     utc_now,
 )
-from wfvae_cli.store.lease import WriterLease, lease_blob
+from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.lease import WriterLease
+from wfvae_cli.store.location import StoreLocation
 from wfvae_cli.store.store import is_half_created
 
 
@@ -85,9 +87,9 @@ def store_meta(opts: EncodeOptions, model: WFVAE) -> StoreMeta:
     )
 
 
-def _is_store(path: Path) -> bool:
+def _is_store(location: StoreLocation) -> bool:
     """A complete store (one whose creation was interrupted is re-created, not resumed)."""
-    return (path / "zarr.json").is_file() and not is_half_created(path)
+    return location.has_root() and not is_half_created(location)
 
 
 def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
@@ -141,10 +143,17 @@ def encode_dataset(
         return _encode_dataset(opts, model, meta, None, on_plan, started=started, lease=None)
     # The writer lease (wfvae_cli/store/lease.py) is taken before the store is even looked at, so that a second
     # job -- including one with --overwrite -- is refused while this one plans, creates or writes the store.
-    lease = WriterLease(lease_blob(opts.out), what=f"--out {opts.out}")
+    location = opts.store_location
+    if not location.is_local:
+        _ = location.fs  # the scheme's package is installed and the options are accepted (one line if not)
+    lease = WriterLease(location.lease_blob(), what=f"--out {opts.out}")
     try:
         lease.acquire()
+    except StoreError:
+        raise
     except OSError as exc:
+        if not opts.store_location.is_local:
+            raise opts.store_location.describe_error(exc) from exc
         raise WfvaeError(
             f"--out {opts.out}: cannot create the store (its writer lease: {exc.strerror or exc}); "
             "check the path and free space"
@@ -171,10 +180,11 @@ def _encode_dataset(
     started_at, t_start = started
     stage = on_plan or (lambda _stage, _done, _total: None)
     out = opts.out
-    resumed = _is_store(out) and not opts.overwrite and not dry_run
+    location = opts.store_location
+    resumed = not dry_run and _is_store(location) and not opts.overwrite
     warnings: list[str] = []
-    if (out.is_dir() and not resumed and not opts.overwrite and not dry_run and any(out.iterdir())
-            and not is_half_created(out)):
+    if (not resumed and not opts.overwrite and not dry_run and location.is_dir_or_prefix()
+            and not location.is_empty() and not is_half_created(location)):
         raise WfvaeError(f"--out {out}: exists and is not a wfvae store; choose a new path (nothing was written)")
     # Before planning: a bad device, Ray address or worker count fails before any work.
     if backend is not None:
@@ -184,7 +194,7 @@ def _encode_dataset(
         opts = backend.opts  # Ray: `workers` resolved to the number of model workers
 
     if resumed:
-        store = open_store(out, "r+")
+        store = open_store(location, "r+")
         store.lease = lease
         check_compatible(store.meta, meta, path=out)
         planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
@@ -216,8 +226,10 @@ def _encode_dataset(
         if backend is not None:  # Ray: enough shards (units of parallel work) for every worker
             plan = backend.shape_plan(plan)
         try:
-            store = create_store(out, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
+            store = create_store(location, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
         except OSError as exc:
+            if not location.is_local:
+                raise location.describe_error(exc) from exc
             raise WfvaeError(
                 f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
             ) from exc

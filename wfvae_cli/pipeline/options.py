@@ -25,7 +25,8 @@ class EncodeOptions:
     """Options of one encode job (see ``wfvae encode --help`` for each)."""
 
     inputs: tuple[str, ...]
-    out: Path
+    #: the store: a local folder (a ``Path``) or a URL string (``s3://bucket/x.zarr``; any fsspec URL)
+    out: Path | str
     model: str = "wfvae-s"
     frames: int = 33
     stride: int | None = None
@@ -54,7 +55,8 @@ class EncodeOptions:
     flush_interval: float = 60.0
     command: tuple[str, ...] = field(default_factory=tuple)
     # --- inputs (docs/io.md) ----------------------------------------------------------------------
-    #: fsspec storage options for URL inputs (``--storage-options JSON``); credentials stay out of the store
+    #: fsspec storage options for URL inputs and a store on object storage (``--storage-options JSON``);
+    #: credentials stay out of the store
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
     #: manifest columns (``--path-col``, ``--caption-col``, ``--key-col``)
     path_col: str = "path"
@@ -74,12 +76,12 @@ class EncodeOptions:
 
     def __post_init__(self) -> None:
         from wfvae_cli.storage import is_url
+        from wfvae_cli.store.location import StoreLocation
 
-        if is_url(str(self.out)):  # (a Path collapses "s3://b/x" to "s3:/b/x": never a local folder named "s3:")
-            raise WfvaeError(
-                f"--out {self.out}: latent stores on object storage are not supported yet (inputs are); write the "
-                "store to a local path or a mounted bucket, then copy it"
-            )
+        # A URL stays a string (a Path would collapse "s3://b/x" to "s3:/b/x", which parse_url then rejects:
+        # never a local folder named "s3:"); a local path becomes a Path. Malformed URLs fail here, one line.
+        location = StoreLocation(self.out if is_url(str(self.out)) else Path(self.out), self.storage_options)
+        object.__setattr__(self, "out", location.path if location.path is not None else str(location))
         if not self.inputs:
             raise WfvaeError(
                 "no INPUT given: pass video files, folders, globs, URLs, webdataset shards or a manifest "
@@ -117,8 +119,15 @@ class EncodeOptions:
             raise WfvaeError(f"--shard-size {self.shard_size}: must be >= 1")
         if self.clip_mode == "full" and self.batch_size != 1:
             raise WfvaeError("--clip-mode full streams one whole video at a time: use --batch-size 1")
-        if self.out.exists() and not self.out.is_dir():
+        if isinstance(self.out, Path) and self.out.exists() and not self.out.is_dir():
             raise WfvaeError(f"--out {self.out}: exists and is a file; choose a path ending in .zarr")
+
+    @property
+    def store_location(self):  # -> StoreLocation (imported lazily, as above)
+        """Where the store of these options lives (picklable: Ray workers rebuild their own clients from it)."""
+        from wfvae_cli.store.location import StoreLocation
+
+        return StoreLocation(self.out, self.storage_options)
 
     @property
     def columns(self) -> Columns:

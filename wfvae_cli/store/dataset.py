@@ -1,9 +1,11 @@
 """Training-side access: a torch ``Dataset`` over the done samples and a same-bucket batch sampler.
 
-Fork safety: zarr handles hold an event loop and file state that must not cross a ``fork`` or be
-pickled into ``spawn`` workers. :class:`LatentDataset` therefore keeps only plain data (the done-row
-snapshot, the normalisation factors) and opens the store lazily in whichever process first reads a
-sample, re-opening when it notices the process id changed.
+Fork safety: zarr handles (and object-store clients) hold an event loop, connections and file state that
+must not cross a ``fork`` or be pickled into ``spawn`` workers. :class:`LatentDataset` therefore keeps only
+plain data (the done-row snapshot, the normalisation factors, the store's location and storage options) and
+opens the store lazily in whichever process first reads a sample, re-opening when it notices the process id
+changed. That is also what makes a store on object storage work with ``num_workers > 0``: each worker builds
+its own client.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from wfvae_cli.errors import WfvaeError
+from wfvae_cli.store.location import as_location
 from wfvae_cli.store.store import LatentStore, open_store
 
 
-def _factor(values: list[float], channels: int, name: str, path: Path) -> torch.Tensor:
+def _factor(values: list[float], channels: int, name: str, path: Path | str) -> torch.Tensor:
     """Shape a scale/shift list for ``(C, T, H, W)``: length 1 is a scalar, length C is per channel."""
     if len(values) not in (1, channels):
         raise WfvaeError(
@@ -44,11 +47,13 @@ class LatentDataset(Dataset[dict[str, Any]]):
     ``sample``. ``normalize=True`` applies ``(z - shift) * scale`` with the store's recorded factors.
 
     Args:
-        path: the store.
+        path: the store: a local folder or a URL (``s3://bucket/latents.zarr``).
         sample: draw from the posterior instead of returning its mean.
         normalize: apply the recorded scale/shift (refused if the store is already scaled).
         bucket: restrict to one bucket id or a list of them.
         seed: makes draws reproducible per ``(seed, epoch, bucket, row)``; ``None`` uses torch's RNG.
+        storage_options: fsspec options for a URL (credentials and endpoint otherwise come from the
+            cloud's standard environment variables, which DataLoader workers inherit).
     """
 
     def __init__(
@@ -59,13 +64,15 @@ class LatentDataset(Dataset[dict[str, Any]]):
         normalize: bool = False,
         bucket: str | Sequence[str] | None = None,
         seed: int | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.location = as_location(path, storage_options)
+        self.path: Path | str = self.location.path if self.location.path is not None else str(self.location)
         self.sample = sample
         self.normalize = normalize
         self.seed = seed
         self.epoch = 0
-        store = open_store(self.path, "r")
+        store = open_store(self.location, "r")
         meta = store.meta
         if sample and meta.kind != "posterior":
             raise WfvaeError(f"{self.path} stores samples, not posteriors; read it with sample=False")
@@ -108,7 +115,7 @@ class LatentDataset(Dataset[dict[str, Any]]):
 
     def _open(self) -> LatentStore:
         if self._store is None or self._pid != os.getpid():
-            self._store = open_store(self.path, "r")
+            self._store = open_store(self.location, "r")
             self._pid = os.getpid()
         return self._store
 

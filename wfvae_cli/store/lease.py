@@ -147,46 +147,58 @@ class ObjectBlob:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         from obstore.store import from_url
 
+        from wfvae_cli.storage import obstore_options
+
         parent, _, self.key = url.rpartition("/")
-        options = dict(storage_options or {})
-        client_options = dict(options.pop("client_options", {}))
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
-        if endpoint.startswith("http://"):
-            client_options.setdefault("allow_http", True)
         self.url = url
-        self._store = from_url(parent, client_options=client_options, **options)
+        self.storage_options = dict(storage_options or {})
+        self._store = from_url(parent, **obstore_options(url.split("://", 1)[0].lower(), storage_options))
+
+    @contextlib.contextmanager
+    def _errors(self):  # any other client error (credentials, endpoint, bucket): one line naming the store
+        from wfvae_cli.storage import describe_error
+
+        try:
+            yield
+        except (_Conflict, FileNotFoundError, StoreError):
+            raise
+        except Exception as exc:
+            raise describe_error(exc, self.url.removesuffix(".lease.json"), what="store") from exc
 
     def read(self) -> tuple[bytes, str] | None:
         import obstore
 
-        try:
-            result = obstore.get(self._store, self.key)
-        except FileNotFoundError:
-            return None
-        return bytes(result.bytes()), str(result.meta["e_tag"])
+        with self._errors():
+            try:
+                result = obstore.get(self._store, self.key)
+            except FileNotFoundError:
+                return None
+            return bytes(result.bytes()), str(result.meta["e_tag"])
 
     def create(self, data: bytes) -> str:
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        try:
-            return str(obstore.put(self._store, self.key, data, mode="create")["e_tag"])
-        except (AlreadyExistsError, PreconditionError):
-            raise _Conflict from None
+        with self._errors():
+            try:
+                return str(obstore.put(self._store, self.key, data, mode="create")["e_tag"])
+            except (AlreadyExistsError, PreconditionError):
+                raise _Conflict from None
 
     def swap(self, data: bytes, version: str) -> str:
         import obstore
         from obstore.exceptions import PreconditionError
 
-        try:
-            return str(obstore.put(self._store, self.key, data, mode={"e_tag": version})["e_tag"])
-        except (PreconditionError, FileNotFoundError):
-            raise _Conflict from None
+        with self._errors():
+            try:
+                return str(obstore.put(self._store, self.key, data, mode={"e_tag": version})["e_tag"])
+            except (PreconditionError, FileNotFoundError):
+                raise _Conflict from None
 
     def delete(self) -> None:
         import obstore
 
-        with contextlib.suppress(FileNotFoundError):
+        with self._errors(), contextlib.suppress(FileNotFoundError):
             obstore.delete(self._store, self.key)
 
 
@@ -338,9 +350,9 @@ class WriterLease:
 
     def fence(self) -> LeaseFence:
         """A :class:`LeaseFence` for workers in other processes (Ray) that commit under this lease."""
-        store = str(self.blob.url).removesuffix(".lease.json") if isinstance(self.blob, ObjectBlob) else str(
-            self.blob.path).removesuffix(".lease.json")  # type: ignore[attr-defined]
-        return LeaseFence(store, self.token)
+        if isinstance(self.blob, ObjectBlob):
+            return LeaseFence(self.blob.url.removesuffix(".lease.json"), self.token, self.blob.storage_options)
+        return LeaseFence(str(self.blob.path).removesuffix(".lease.json"), self.token)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ heartbeat / fencing
     def heartbeat(self) -> None:

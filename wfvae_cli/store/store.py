@@ -2,14 +2,19 @@
 
 One :class:`LatentStore` class serves both: every mode can read; ``mode="r+"`` additionally allows the
 writes, which all go through a :class:`~wfvae_cli.store.writer.ShardWriter` so the shard-ownership rule
-holds whichever entry point a caller uses. Only local file-system paths are supported (ownership
-locks and durable syncs need a real directory).
+holds whichever entry point a caller uses. A store is a local folder or a prefix on object storage
+(``s3://bucket/x.zarr``, any fsspec URL); everything location-specific goes through
+:class:`~wfvae_cli.store.location.StoreLocation`.
+
+Opening costs one request: the root ``zarr.json`` carries consolidated metadata (every group's and array's
+metadata), which the coordinator rewrites whenever it changes the hierarchy (:meth:`LatentStore.consolidate`).
+Root-attribute updates (``finalize``) keep it: zarr rewrites the root document with its consolidated part.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +40,7 @@ from wfvae_cli.store.layout import (
     write_rejected,
 )
 from wfvae_cli.store.lease import LeaseFence, WriterLease
+from wfvae_cli.store.location import StoreLocation, as_location
 from wfvae_cli.store.locks import ShardLock
 from wfvae_cli.store.meta import StoreMeta, to_json_native, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord
@@ -71,14 +77,16 @@ class LatentStore:
     / :meth:`mark_failed` as one-shot helpers (each owns the shard for the duration of the call).
     """
 
-    def __init__(self, path: Path, root: zarr.Group, mode: Mode) -> None:
-        self.path = path
+    def __init__(self, location: StoreLocation, root: zarr.Group, mode: Mode) -> None:
+        self.location = location
+        #: how messages name the store: the local ``Path``, or the URL string of a store on object storage
+        self.path: Path | str = location.path if location.path is not None else str(location)
         self.mode = mode
         self._root = root
-        self.meta = StoreMeta.from_attrs(root.attrs.asdict(), path=path)
+        self.meta = StoreMeta.from_attrs(root.attrs.asdict(), path=self.path)
         bucket_ids = root.attrs.get("buckets")
         if not isinstance(bucket_ids, list):
-            raise StoreError(f"{path} has no 'buckets' root attribute; the store is damaged, re-encode it")
+            raise StoreError(f"{self.path} has no 'buckets' root attribute; the store is damaged, re-encode it")
         self.buckets: dict[str, BucketInfo] = {
             b: BucketInfo.from_attrs(b, root[f"{BUCKETS_GROUP}/{b}"].attrs.asdict()) for b in bucket_ids
         }
@@ -117,14 +125,22 @@ class LatentStore:
     def shard_lock(self, bucket: str, shard: int) -> ShardLock:
         """The (unacquired) ownership lock of one shard; used by :class:`ShardWriter`."""
         self.info(bucket).shard_range(shard)  # validates
-        lock_path = self.path / BUCKETS_GROUP / bucket / "status" / LOCKS_DIR / f"{shard}.lock"
-        return ShardLock(lock_path, f"shard {shard} of bucket {bucket} in {self.path}")
+        what = f"shard {shard} of bucket {bucket} in {self.path}"
+        if self.location.path is None:  # object storage: no flock; the lease + disjoint assignment (locks.py)
+            return ShardLock(None, what, key=f"{self.location.absolute()}/{bucket}/{shard}")
+        lock_path = self.location.path / BUCKETS_GROUP / bucket / "status" / LOCKS_DIR / f"{shard}.lock"
+        return ShardLock(lock_path, what)
 
-    def chunk_file(self, bucket: str, name: str, shard: int) -> Path:
-        """The file holding shard ``shard`` of a latent array (or chunk ``shard`` of an index array)."""
+    def chunk_key(self, bucket: str, name: str, shard: int) -> str:
+        """The store key (object name below the store) of shard ``shard`` of an array (chunk ``shard`` of an
+        unsharded index array)."""
         arr = self.array(bucket, name)
         coords = (shard,) + (0,) * (arr.ndim - 1)
-        return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
+        return f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+
+    def chunk_file(self, bucket: str, name: str, shard: int) -> Path:
+        """The file holding shard ``shard`` of a latent array (local stores; see :meth:`chunk_key`)."""
+        return self.location.local_path("a chunk file") / self.chunk_key(bucket, name, shard)
 
     # ------------------------------------------------------------------ status
     def status(self, bucket: str) -> np.ndarray:
@@ -220,8 +236,18 @@ class LatentStore:
                 f"{self.path} still has pending samples {pending}; finish (resume) the encode before finalizing"
             )
         self.meta = self.meta.replace(completed_at=completed_at or utc_now())
-        self._root.attrs.update({"completed_at": self.meta.completed_at})
+        self._root.attrs.update({"completed_at": self.meta.completed_at})  # keeps the consolidated metadata
         return self.meta
+
+    def consolidate(self) -> None:
+        """Rewrite the root's consolidated metadata after the hierarchy changed (coordinator only).
+
+        Readers open the store from the root document alone (one request on object storage), so every new
+        group or array must be followed by this call, or readers would not see it.
+        """
+        self._require_writable()
+        self._root = _consolidate(self.location)
+        self._arrays.clear()
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> None:
@@ -241,6 +267,7 @@ class LatentStore:
             raise StoreError(f"run id {run_id!r}: must be a non-empty name without '/'")
         group = self._root.require_group(STATS_GROUP)
         group.create_group(run_id, attributes=to_json_native(dict(stats), where=f"stats/{run_id}"), overwrite=True)
+        self.consolidate()
 
     def run_stats(self) -> dict[str, dict[str, Any]]:
         """Every run's statistics, oldest first (run ids start with their UTC start time)."""
@@ -373,34 +400,63 @@ class LatentStore:
                     )
 
 
-def _is_store_or_empty(path: Path) -> bool:
-    if not any(path.iterdir()):
-        return True
+def _open_root(location: StoreLocation, mode: Literal["r", "r+", "w-"], **kwargs: Any) -> zarr.Group:
+    """The root group (zarr v3 only: no probing for v2 metadata objects, which would cost requests)."""
     try:
-        attrs = zarr.open_group(path, mode="r").attrs.asdict()
+        return zarr.open_group(store=location.zarr_store(read_only=mode == "r"), mode=mode, zarr_format=3, **kwargs)
+    except (StoreError, FileNotFoundError, KeyError, ValueError):
+        raise
+    except OSError as exc:
+        if location.is_local:
+            raise
+        raise location.describe_error(exc) from exc
+
+
+def _consolidate(location: StoreLocation) -> zarr.Group:
+    """Write the consolidated metadata into the root document; returns the root opened through it."""
+    with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec": known, and wanted
+        warnings.simplefilter("ignore")
+        return zarr.consolidate_metadata(location.zarr_store(read_only=False), zarr_format=3)
+
+
+def _root_attrs(location: StoreLocation) -> dict[str, Any] | None:
+    """The root attributes, or ``None`` when there is no readable zarr v3 root."""
+    if not location.has_root():
+        return None
+    try:
+        return _open_root(location, "r").attrs.asdict()
     except Exception:
-        return False
-    return attrs.get("format") == "wfvae-latents"
+        return None
+
+
+def _is_store_or_empty(location: StoreLocation) -> bool:
+    if location.is_empty():
+        return True
+    attrs = _root_attrs(location)
+    return attrs is not None and attrs.get("format") == "wfvae-latents"
 
 
 def create_store(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | StoreLocation,
     meta: StoreMeta,
     plan: Sequence[BucketPlan],
     *,
     compression: Compression | None = None,
     overwrite: bool = False,
     rejected: Sequence[tuple[str, str]] = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> LatentStore:
     """Create the whole layout once: root attributes, every bucket's arrays, every index row (pending).
 
-    Run this in the coordinator before any writer starts; afterwards only shard owners write.
+    Run this in the coordinator before any writer starts; afterwards only shard owners write. ``path`` is a
+    local folder or a URL (``storage_options``: fsspec options for it, as for the inputs).
 
     Raises:
         StoreError: the path exists (without ``overwrite``), or exists and is not a wfvae store (never
             deleted, even with ``overwrite``), or the plan is invalid.
     """
-    path = Path(path)
+    location = as_location(path, storage_options)
+    path = location.path or str(location)  # type: ignore[assignment]
     compression = compression or Compression()
     ids = [p.bucket_id for p in plan]
     if not plan:
@@ -417,19 +473,23 @@ def create_store(
                 f"cannot create {path}: {name} has {len(values)} values for {c} latent channels; "
                 "record one value per channel or a single value"
             )
-    if path.exists():
+    if location.exists():
         # An empty directory or a store whose creation was interrupted is replaced without --overwrite: the
         # caller holds the writer lease, so nobody else is creating it, and nothing in it was ever marked done.
-        if not (path.is_dir() and (not any(path.iterdir()) or is_half_created(path))):
+        if not (location.is_dir_or_prefix() and (location.is_empty() or is_half_created(location))):
             if not overwrite:
                 raise StoreError(f"{path} already exists; resume it, choose another path, or pass --overwrite")
-            if not path.is_dir() or not _is_store_or_empty(path):
+            if not location.is_dir_or_prefix() or not _is_store_or_empty(location):
                 raise StoreError(f"{path} exists and is not a wfvae latent store; refusing to delete it")
-        shutil.rmtree(path)
+            # Mark it half-created first: a delete interrupted half-way (object stores delete key by key) leaves
+            # a store the next encode replaces, never a damaged store that looks complete or orphan objects.
+            _open_root(location, "r+").attrs.update({CREATING_ATTR: True})
+        location.delete()
     # Creation is resumable: the root is written first with CREATING_ATTR set, and that attribute is removed
-    # (one atomic rewrite of zarr.json) only after every bucket, index row and the rejected table exist. A
-    # kill or ENOSPC in between leaves a store that open_store refuses and the same encode command re-creates.
-    root = zarr.open_group(path, mode="w-", attributes={**meta.to_attrs(), "buckets": ids, CREATING_ATTR: True})
+    # (one atomic rewrite of zarr.json, with the consolidated metadata in it) only after every bucket, index row
+    # and the rejected table exist. A kill or ENOSPC in between leaves a store that open_store refuses and the
+    # same encode command re-creates.
+    root = _open_root(location, "w-", attributes={**meta.to_attrs(), "buckets": ids, CREATING_ATTR: True})
     buckets_group = root.create_group(BUCKETS_GROUP)
     for bucket_plan in plan:
         create_bucket(
@@ -441,37 +501,44 @@ def create_store(
         )
         write_index(buckets_group[bucket_plan.bucket_id], bucket_plan)
     write_rejected(root, rejected)
+    root = _consolidate(location)
     del root.attrs[CREATING_ATTR]  # the commit record of the creation
-    return LatentStore(path, root, "r+")
+    return LatentStore(location, root, "r+")
 
 
 #: root attribute present while a store is being created (see create_store)
 CREATING_ATTR = "creating"
 
 
-def is_half_created(path: str | os.PathLike[str]) -> bool:
+def is_half_created(path: str | os.PathLike[str] | StoreLocation, storage_options: dict[str, Any] | None = None
+                    ) -> bool:
     """True for a wfvae store whose creation was interrupted (kill -9, ENOSPC): rerun the encode to complete it."""
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        return False
-    try:
-        attrs = zarr.open_group(path, mode="r").attrs.asdict()
-    except Exception:
-        return False
-    return attrs.get("format") == "wfvae-latents" and bool(attrs.get(CREATING_ATTR))
+    attrs = _root_attrs(as_location(path, storage_options))
+    return attrs is not None and attrs.get("format") == "wfvae-latents" and bool(attrs.get(CREATING_ATTR))
 
 
-def open_store(path: str | os.PathLike[str], mode: Mode = "r") -> LatentStore:
-    """Open an existing store for reading (``"r"``) or resuming (``"r+"``)."""
-    path = Path(path)
+def open_store(
+    path: str | os.PathLike[str] | StoreLocation, mode: Mode = "r", *, storage_options: dict[str, Any] | None = None
+) -> LatentStore:
+    """Open an existing store for reading (``"r"``) or resuming (``"r+"``): a local folder or a URL.
+
+    ``storage_options``: fsspec options for a URL (credentials and endpoints otherwise come from the cloud's
+    standard environment). On object storage this costs one GET (the root document with consolidated metadata).
+    """
+    location = as_location(path, storage_options)
     if mode not in ("r", "r+"):
         raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path} is not a zarr v3 store (no zarr.json); check the path")
-    root = zarr.open_group(path, mode=mode)
+    try:
+        root = _open_root(location, mode)
+    except (FileNotFoundError, KeyError) as exc:
+        raise StoreError(f"{location} is not a zarr v3 store (no zarr.json); check the path") from exc
+    except (ValueError, TypeError) as exc:  # zarr's "not a group" (a v2 store, an array) and friends
+        if not location.has_root():
+            raise StoreError(f"{location} is not a zarr v3 store (no zarr.json); check the path") from None
+        raise StoreError(f"{location} is not a wfvae latent store ({exc})") from None
     if root.attrs.get(CREATING_ATTR):
         raise StoreError(
-            f"{path}: the store's creation was interrupted (killed or out of space) before it was complete; "
+            f"{location}: the store's creation was interrupted (killed or out of space) before it was complete; "
             "rerun the same wfvae encode command to create it again (no sample was written yet)"
         )
-    return LatentStore(path, root, mode)
+    return LatentStore(location, root, mode)

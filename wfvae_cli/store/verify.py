@@ -100,8 +100,8 @@ def _counts(store: LatentStore, bucket: str) -> StatusCounts:
     return StatusCounts(**store.counts(bucket))
 
 
-def _temp_files(path: Path) -> list[Path]:
-    return [Path(d) / f for d, _, files in os.walk(path) for f in files if f.endswith(_TEMP_SUFFIX)]
+def _temp_files(store: LatentStore) -> list[Path]:
+    return [Path(f) for f in store.location.temp_files(_TEMP_SUFFIX)]  # object stores have none
 
 
 def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[SampleProblem]:
@@ -126,13 +126,15 @@ def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[Samp
     return [SampleProblem(bucket, r, reason) for r, reason in sorted(problems.items())]
 
 
-def verify(path: str | os.PathLike[str], *, repair: bool = False) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str], *, repair: bool = False, storage_options: dict[str, Any] | None = None
+) -> VerifyReport:
     """Read every done sample of the store at ``path``; report unreadable or non-finite ones.
 
     With ``repair=True`` (needs write access, and no writer running) bad rows are marked failed with the
     reason, and stale temporary files are deleted.
     """
-    store = open_store(path, "r+" if repair else "r")
+    store = open_store(path, "r+" if repair else "r", storage_options=storage_options)
     problems: list[SampleProblem] = []
     for bucket in store.buckets:
         status = store.status(bucket)
@@ -144,7 +146,7 @@ def verify(path: str | os.PathLike[str], *, repair: bool = False) -> VerifyRepor
             )
             if done.size:
                 problems += _check_shard(store, bucket, done)
-    temp = _temp_files(store.path)
+    temp = _temp_files(store)
     if repair:
         for problem in problems:
             store.mark_failed(problem.bucket, problem.row, f"verify: {problem.reason}")
@@ -154,13 +156,9 @@ def verify(path: str | os.PathLike[str], *, repair: bool = False) -> VerifyRepor
     return VerifyReport(str(store.path), counts, tuple(problems), len(temp), repaired=repair)
 
 
-def _disk_usage(path: Path) -> int:
-    return sum((Path(d) / f).stat().st_size for d, _, files in os.walk(path) for f in files)
-
-
-def summary(path: str | os.PathLike[str]) -> StoreSummary:
-    """Counts per bucket and status, bytes on disk and the metadata (what ``wfvae info`` shows)."""
-    store = open_store(path, "r")
+def summary(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> StoreSummary:
+    """Counts per bucket and status, bytes stored and the metadata (what ``wfvae info`` shows)."""
+    store = open_store(path, "r", storage_options=storage_options)
     buckets = []
     for bucket, info in store.buckets.items():
         buckets.append(
@@ -179,5 +177,5 @@ def summary(path: str | os.PathLike[str]) -> StoreSummary:
         failed=sum(b.counts.failed for b in buckets),
     )
     return StoreSummary(
-        str(store.path), store.meta, tuple(buckets), _disk_usage(store.path), totals, tuple(store.rejected())
+        str(store.path), store.meta, tuple(buckets), store.location.nbytes(), totals, tuple(store.rejected())
     )

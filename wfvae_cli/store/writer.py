@@ -6,9 +6,12 @@ Two rules keep a store correct under concurrency and crashes:
    so every write goes through the single :class:`ShardWriter` that holds the shard's lock. It refuses
    rows outside its shard. The status/error/encode_seconds chunk *k* covers exactly the rows of latent
    shard *k*, so the owner of the shard also owns those entries.
-2. **Write, then mark.** A flush writes the latent shard (zarr replaces files atomically), fsyncs it,
-   and only then writes the status chunk that says ``done``. A crash at any point leaves every row whose
-   status is ``done`` intact and every other row ``pending``.
+2. **Write, then mark.** A flush writes the latent shard (zarr replaces files atomically; on object
+   storage it is one whole-object PUT, atomic by the store's contract), makes it durable (fsync locally;
+   a returned PUT already is), and only then writes the status chunk that says ``done``: that chunk is the
+   commit record. A crash at any point leaves every row whose status is ``done`` intact and every other
+   row ``pending``. Before the commit record the job's writer lease is checked (generation fencing), so a
+   job that lost its lease never marks a row.
 
 The model produces batches in arbitrary order; :class:`ShardWriter` buffers complete samples and writes
 the whole shard at once when its last outstanding row arrives (a whole-shard write is ~6x faster than
@@ -19,9 +22,7 @@ buffers may use, flushing the largest buffer early when needed.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,23 +33,6 @@ from wfvae_cli.store.layout import Status, to_str_list
 
 if TYPE_CHECKING:
     from wfvae_cli.store.store import LatentStore
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file and its directory entry to disk (a no-op if the file is absent: all-fill chunk)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _runs(rows: list[int]) -> Iterator[tuple[int, int]]:
@@ -271,7 +255,7 @@ class ShardWriter:
                 store.array(bucket, name)[start : start + block.shape[0]] = block
         if self.durable and blocks:
             for name in self._names:
-                _fsync(store.chunk_file(bucket, name, self.shard))
+                store.location.sync(store.chunk_key(bucket, name, self.shard))
         if store.lease is not None:
             store.lease.check()  # fenced: a job whose lease was taken over never writes a commit record
         lo = self.rows.start
@@ -287,7 +271,7 @@ class ShardWriter:
         store.array(bucket, "error")[lo:hi] = np.array(self._errors, dtype=np.dtypes.StringDType())
         store.array(bucket, "status")[lo:hi] = self._status
         if self.durable:
-            _fsync(store.chunk_file(bucket, "status", self.shard))
+            store.location.sync(store.chunk_key(bucket, "status", self.shard))
 
     def close(self) -> None:
         """Flush what is buffered and release the shard (idempotent)."""
