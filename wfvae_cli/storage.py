@@ -39,6 +39,7 @@ __all__ = [
     "is_url",
     "parse_storage_options",
     "parse_url",
+    "storage_env",
 ]
 
 #: scheme -> the package that implements it (the install hint of an error)
@@ -301,3 +302,16 @@ def describe_error(exc: BaseException, url: str, *, what: str = "input") -> Stor
     if isinstance(exc, FileNotFoundError):
         return StorageError(f"{what} {url} does not exist; check the URL (quote glob patterns so the shell keeps them)")
     return StorageError(f"{what} {url}: storage error {name}: {text}; check the URL, credentials and endpoint")
+
+
+#: environment variables that configure the cloud clients (endpoints, regions, profiles, credentials). A Ray job
+#: hands the ones set on the driver to its workers (wfvae_cli/pipeline/ray), so a worker on another node reaches
+#: the same endpoint with the same identity as the coordinator, as a local run would; docs/ray.md.
+STORAGE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "AZURE_")
+
+
+def storage_env() -> dict[str, str]:
+    """The cloud-client environment variables set in this process (see :data:`STORAGE_ENV_PREFIXES`)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES) and v}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -103,6 +104,10 @@ def test_reader_dataloader_workers_over_s3(videos, local_ref, s3_bucket):
     encode_dataset(options([videos], url))
     local, remote = LatentDataset(local_ref, sample=True, seed=1), LatentDataset(url, sample=True, seed=1)
     assert len(remote) == len(local) == 4
+    remote[0]  # opens a client in this process: pickling must drop it (spawn workers, Ray Data) and reopen
+    clone = pickle.loads(pickle.dumps(remote))
+    assert clone._store is None and clone.location == remote.location
+    torch.testing.assert_close(clone[3]["latent"], local[3]["latent"], atol=0, rtol=0)
     loader = torch.utils.data.DataLoader(remote, batch_size=2, num_workers=2, collate_fn=collate_latents)
     items = [item for batch in loader for item in zip(batch["key"], batch["latent"], strict=True)]
     assert len(items) == 4
@@ -203,15 +208,23 @@ def test_sigkill_then_rerun_equals_uninterrupted_run_on_s3(moment, s3_bucket, tm
 
 # --- Ray without a shared file system -----------------------------------------------------------------------
 
-def test_ray_into_s3_equals_local_run(videos, local_ref, s3_bucket, ray_cluster):
+def test_ray_into_s3_equals_local_run(videos, local_ref, s3_bucket, ray_cluster, tmp_path, monkeypatch):
+    """Inputs and store both by URL: the coordinator and the workers share no file (no lease file, no lock)."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    for video in sorted(videos.iterdir()):
+        s3.upload_file(str(video), s3_bucket, f"videos/{video.name}")
+    monkeypatch.chdir(tmp_path)
     url = f"s3://{s3_bucket}/ray.zarr"
-    result = encode_dataset(options([videos], url, ray="auto", workers=1, decode_cpus=0))
+    result = encode_dataset(options([f"s3://{s3_bucket}/videos/"], url, ray="auto", workers=1, decode_cpus=0))
     assert result.ok and result.done == 4
     a, b = open_store(local_ref), open_store(url)
     assert len(a) == len(b) == 4
     for i in range(4):
         sa, sb = a[i], b[i]
-        assert sa["key"] == sb["key"] and sa["source"] == sb["source"]
-        np.testing.assert_array_equal(sa["mean"], sb["mean"])
+        assert sa["key"] == sb["key"] and sb["source"] == f"s3://{s3_bucket}/videos/" + Path(sa["source"]).name
+        np.testing.assert_array_equal(sa["mean"], sb["mean"])  # bit-identical latents
         np.testing.assert_array_equal(sa["logvar"], sb["logvar"])
     assert verify(url).ok
+    assert not any(tmp_path.iterdir())  # nothing local: the lease is an object, shard locks are in-process

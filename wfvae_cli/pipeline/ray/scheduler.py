@@ -8,7 +8,6 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -23,6 +22,7 @@ from wfvae_cli.pipeline.backend import ProgressFn
 from wfvae_cli.pipeline.ray.results import RayRunResult, RayStageTimes, ShardWork, WorkerStatus
 from wfvae_cli.pipeline.ray.worker import CPUS_PER_WORKER, LOCK_WAIT, ModelWorker
 from wfvae_cli.pipeline.stages import Encoded, Task
+from wfvae_cli.storage import storage_env
 from wfvae_cli.store import LatentStore, Status, StoreError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class ShardScheduler:
         # weights whose fingerprint the store records. Held for the whole run (replacements fetch it too).
         self.model_ref = ray.put(model)
         self._actor = ray.remote(ModelWorker)
-        self._args = ([self.model_ref], replace(self.opts, out=Path(store.path).absolute()),  # workers' cwd differs
+        self._args = ([self.model_ref], replace(self.opts, out=store.location.absolute()),  # workers' cwd differs
                       self.group, backend.decode_cpus, backend.prefetch, store.meta.created_at,
                       faults.snapshot())
         self.actors = [self._spawn(i) for i in range(n)]
@@ -77,7 +77,8 @@ class ShardScheduler:
             max_restarts=0,  # replaced by the coordinator (see MAX_RESTARTS)
             max_concurrency=2,  # encode_shard + stats
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
-        ).remote(i, *self._args, lease=self.store.lease.fence() if self.store.lease is not None else None)
+        ).remote(i, *self._args, lease=self.store.lease.fence() if self.store.lease is not None else None,
+                 env=storage_env())
 
     def _shards(self, tasks: list[Task]) -> list[ShardWork]:
         """Group the rows to do by (bucket, shard), in plan order."""

@@ -50,8 +50,10 @@ LOCK_WAIT = 60.0
 
 
 @ray.remote(max_retries=2)  # retried only if the process dies; load_clip reports its own errors
-def _load_clip_task(task: Task, opts: EncodeOptions) -> LoadedClip:
+def _load_clip_task(task: Task, opts: EncodeOptions, env: dict[str, str] | None = None) -> LoadedClip:
     """CPU decode + resize/crop of one clip in a Ray task: the shared stage, unchanged."""
+    if env:
+        os.environ.update(env)  # the driver's storage endpoint/credentials (URL inputs), see ModelWorker
     return load_clip(task, opts)
 
 
@@ -73,11 +75,17 @@ class ModelWorker:
         store_created_at: str,
         debug: dict[str, str] | None = None,
         lease: Any = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.index = index
         self.opts = opts
         self.prefetch = prefetch
         faults.adopt(debug or {})  # this actor's own process: the coordinator's test hooks, if any
+        # The driver's cloud settings (AWS_ENDPOINT_URL, region, credentials...: storage.storage_env) reach this
+        # process explicitly, not through the cluster's start-up environment: a cluster started before the job
+        # (or on other machines) has its own, and the store and URL inputs must be the driver's.
+        self.env = dict(env or {})
+        os.environ.update(self.env)
         self.error = ""
         self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -93,9 +101,12 @@ class ModelWorker:
         )
         # Errors here are configuration errors, the same on every retry: report them through ready() so
         # the coordinator stops with one clear line instead of watching workers die.
-        shared = "under Ray the store must be on a file system every node mounts at the same path"
+        location = opts.store_location  # a URL: every worker reaches the store itself, no shared disk
+        shared = ("under Ray a local store must be on a file system every node mounts at the same path (or write "
+                  "the store to object storage: --out s3://bucket/x.zarr)" if location.is_local else
+                  "check that every node reaches the storage endpoint with the job's credentials (docs/ray.md)")
         try:
-            self.store = open_store(opts.out, "r+")
+            self.store = open_store(location, "r+")
         except StoreError as exc:
             self.error = f"model worker on {self.node_ip} cannot open the store {opts.out} ({exc}); {shared}"
             return
@@ -181,7 +192,7 @@ class ModelWorker:
         def submit() -> None:
             task = next(todo, None)
             if task is not None:
-                pending.append((task, self._load.remote(task, self.opts)))
+                pending.append((task, self._load.remote(task, self.opts, self.env)))
 
         for _ in range(self.prefetch):
             submit()
