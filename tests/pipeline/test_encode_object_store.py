@@ -94,6 +94,15 @@ def test_encode_into_s3_equals_local_and_reads_back(videos, local_ref, s3_bucket
     clips = decode_samples(url, [0], tmp_path / "dec")
     assert clips[0].path.exists() and clips[0].path.stat().st_size > 0
 
+    # the commands, as a user types them (the endpoint and credentials come from the AWS_* environment)
+    info = subprocess.run([sys.executable, "-m", "wfvae_cli", "info", url, "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["totals"]["done"] == 4
+    checked = subprocess.run([sys.executable, "-m", "wfvae_cli", "verify", url], capture_output=True, text=True,
+                             timeout=120)
+    assert checked.returncode == 0 and "OK" in checked.stdout, checked.stderr
+
 
 def test_reader_dataloader_workers_over_s3(videos, local_ref, s3_bucket):
     import torch

@@ -528,6 +528,8 @@ def open_store(
     location = as_location(path, storage_options)
     if mode not in ("r", "r+"):
         raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
+    if location.is_local and not location.has_root():  # (a LocalStore opened "r+" would create the folder)
+        raise StoreError(f"{location} is not a zarr v3 store (no zarr.json); check the path")
     try:
         root = _open_root(location, mode)
     except (FileNotFoundError, KeyError) as exc:
