@@ -18,7 +18,24 @@ from wfvae_cli.store import store as store_module
 
 from ..pipeline.test_encode import options, videos  # noqa: F401  (fixture)
 
-STEPS = ["create_bucket", "write_index", "write_rejected"]
+#: creation builds the layout in memory, then writes: the root (marked "creating"), every other object, the final
+#: root (the commit record). A failure is injected at each write phase; "objects" fails half-way through the batch.
+STEPS = {"root": 1, "objects": 2, "commit": 3}
+
+
+def _failing_put_all(real, fail_at: int, fail):
+    calls = [0]
+
+    def put_all(store, objects, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            if fail_at == 2:  # half of the objects land, then the disk is full / the process dies
+                keys = sorted(objects)
+                real(store, {k: objects[k] for k in keys[: len(keys) // 2]})
+            fail()
+        return real(store, objects, *args, **kwargs)
+
+    return put_all
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +62,26 @@ def _same(a, b) -> None:
     assert verify(b.path).ok
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", list(STEPS))
 def test_enospc_at_each_creation_step_then_same_command_completes(step, inputs, reference, tmp_path, monkeypatch):
     out = tmp_path / "s.zarr"
-    real = getattr(store_module, step)
+    real = store_module._put_all
 
-    def full_disk(*args, **kwargs):
+    def full_disk():
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, step, full_disk)
+    monkeypatch.setattr(store_module, "_put_all", _failing_put_all(real, STEPS[step], full_disk))
     with pytest.raises(WfvaeError, match="cannot create the store"):
         encode_dataset(options([inputs], out))
-    assert store_module.is_half_created(out)
-    with pytest.raises(StoreError, match="rerun the same wfvae encode command"):
-        open_store(out)
-    with pytest.raises(StoreError, match="creation was interrupted"):
-        verify(out)
-    monkeypatch.setattr(store_module, step, real)
+    if step == "root":  # nothing was written: there is no store at all
+        assert not (out / "zarr.json").exists()
+    else:
+        assert store_module.is_half_created(out)
+        with pytest.raises(StoreError, match="rerun the same wfvae encode command"):
+            open_store(out)
+        with pytest.raises(StoreError, match="creation was interrupted"):
+            verify(out)
+    monkeypatch.setattr(store_module, "_put_all", real)
     summary = encode_dataset(options([inputs], out))  # the same command, no --overwrite
     assert summary.done == 4 and not summary.resumed
     _same(reference, open_store(out))
@@ -71,17 +91,18 @@ _KILL_AT = """
 import os, signal, sys
 from pathlib import Path
 from wfvae_cli.store import store as store_module
+from tests.store.test_store_create import STEPS, _failing_put_all
 step, inputs, out, model = sys.argv[1:5]
-def die(*a, **k):
+def die():
     os.kill(os.getpid(), signal.SIGKILL)
-setattr(store_module, step, die)
+store_module._put_all = _failing_put_all(store_module._put_all, STEPS[step], die)
 from wfvae_cli.pipeline import EncodeOptions, encode_dataset
 encode_dataset(EncodeOptions(inputs=(inputs,), out=Path(out), model=model, frames=9, size=(64, 64), workers=2))
 """
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("step", ["write_index", "write_rejected"])
+@pytest.mark.parametrize("step", ["objects", "commit"])
 def test_kill_during_creation_then_same_command_completes(step, inputs, reference, tmp_path):
     from ..pipeline.test_encode import MODEL
 
