@@ -152,8 +152,11 @@ class StoreLocation:
         """Whether the root metadata object (``zarr.json``) exists: one HEAD on object storage."""
         if self.path is not None:
             return (self.path / ROOT_KEY).is_file()
-        try:
-            return bool(self.fs.exists(self._fs_path(ROOT_KEY)))
+        try:  # a size-limited ranged GET: s3fs's exists() is a HEAD plus a listing when the key is absent
+            self.fs.cat_file(self._fs_path(ROOT_KEY), start=0, end=1)
+            return True
+        except FileNotFoundError:
+            return False
         except Exception as exc:
             raise self.describe_error(exc) from exc
 
@@ -161,7 +164,7 @@ class StoreLocation:
         """Whether anything is at this location (a folder, a file, or at least one object under the prefix)."""
         if self.path is not None:
             return self.path.exists()
-        return bool(self._keys(limit=1))
+        return self._any_key()
 
     def is_dir_or_prefix(self) -> bool:
         """False only for a local path that is a file (object prefixes are never "files" here)."""
@@ -171,7 +174,17 @@ class StoreLocation:
         """No file / object below this location (a missing location is empty)."""
         if self.path is not None:
             return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
-        return not self._keys(limit=1)
+        return not self._any_key()
+
+    def _any_key(self) -> bool:
+        """At least one object below ``prefix/``: one listing of the top level (a store's top level is small;
+        a recursive listing would page through every object of a big store)."""
+        try:
+            return bool(self.fs.ls(self._fs_path() + "/", detail=False, refresh=True))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise self.describe_error(exc) from exc
 
     def _keys(self, limit: int | None = None) -> list[str]:
         """Object paths strictly below the prefix (``prefix/``: never a sibling such as ``x.zarr2``)."""
