@@ -10,6 +10,8 @@ What it reports (the issue's target: object-store overhead <= 10 % of the local 
   the median ratio S3 / local and the overhead in per cent of the local run;
 * requests per sample, counted by the server (each request line of its log), by method and by kind
   (root/metadata documents, latent shards, index chunks, the lease, listings), for one encode;
+* CPU seconds of this process per run (all threads) and of the server process: other jobs on a shared machine
+  stretch wall times at random, CPU seconds are what the object store costs the job itself;
 * where the extra time goes: the encode's own stage times (``write_s`` holds the latent + status PUTs) and the
   time the client spent inside S3 calls (botocore calls timed in this process).
 
@@ -65,6 +67,11 @@ class MotoServer:
     def lines(self) -> list[str]:
         self._file.flush()
         return [line for line in self.log.read_text().splitlines() if '"' in line and "HTTP/1.1" in line]
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -151,11 +158,12 @@ def main() -> None:
             opts = EncodeOptions(inputs=(str(videos),), out=out, model=args.model, frames=args.frames,
                                  size=(args.size, args.size), workers=2, shard_size=args.shard_size)
             before_lines, before_s3 = len(server.lines()), dict(s3_time)
-            t0 = time.perf_counter()
+            server_cpu, c0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
             summary = encode_dataset(opts)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             assert summary.ok and summary.done == args.clips, summary.to_dict()
-            return {"wall_s": wall, "times": summary.times, "requests": _count(server.lines()[before_lines:]),
+            return {"wall_s": wall, "cpu_s": cpu, "server_cpu_s": server.cpu_s() - server_cpu,
+                    "times": summary.times, "requests": _count(server.lines()[before_lines:]),
                     "s3_call_s": s3_time["s"] - before_s3["s"], "s3_calls": s3_time["n"] - before_s3["n"]}
 
         run(work / "warmup.zarr")  # imports, model load, decoder start-up paid once, outside the rounds
@@ -186,6 +194,9 @@ def main() -> None:
     enc_local = statistics.median(r["times"]["wall_s"] for r in results["local"])
     enc_s3 = statistics.median(r["times"]["wall_s"] for r in results["s3"])
     s3_call = statistics.median(r["s3_call_s"] for r in results["s3"])
+    cpu_local = statistics.median(r["cpu_s"] for r in results["local"])
+    cpu_s3 = statistics.median(r["cpu_s"] for r in results["s3"])
+    server_cpu = statistics.median(r["server_cpu_s"] for r in results["s3"])
     report = {
         "machine": machine_info("cpu"),
         "setup": {"clips": args.clips, "frames": args.frames, "size": args.size, "model": args.model,
@@ -196,12 +207,21 @@ def main() -> None:
         "ratio_s3_over_local": round(remote / local, 3),
         "overhead_percent_of_local": round(100 * (remote - local) / local, 1),
         "target_met_10_percent": (remote - local) / local <= 0.10,
+        # CPU seconds of this process (all its threads; the decode worker subprocesses are not included, they do
+        # the same work for both targets): immune to other jobs slowing a run down, unlike wall time
+        "cpu_s": {"local": [round(r["cpu_s"], 3) for r in results["local"]],
+                  "s3": [round(r["cpu_s"], 3) for r in results["s3"]]},
+        "median_cpu_s": {"local": round(cpu_local, 3), "s3": round(cpu_s3, 3),
+                         "server (moto process)": round(server_cpu, 3)},
+        "cpu_overhead_percent_of_local": round(100 * (cpu_s3 - cpu_local) / cpu_local, 1),
         "requests_per_encode": dict(sorted(requests.items())),
         "requests_total": total_requests,
         "requests_per_sample": round(total_requests / args.clips, 2),
         "where_the_time_goes_s": {
             "encode_loop_wall": {"local": round(enc_local, 3), "s3": round(enc_s3, 3)},
             "write_stage": {"local": round(write_local, 3), "s3": round(write_s3, 3)},
+            **{f"{k.removesuffix('_s')}_stage": {t: round(statistics.median(r["times"][k] for r in results[t]), 3)
+                                               for t in ("local", "s3")} for k in ("model_s", "decode_s")},
             "outside_encode_loop (lease, plan, create, finalize, stats)": {
                 "local": round(local - enc_local, 3), "s3": round(remote - enc_s3, 3)},
             "inside_s3_calls_client_side": round(s3_call, 3),
@@ -213,6 +233,8 @@ def main() -> None:
     print(f"median wall: local {local:.2f} s, S3 (moto) {remote:.2f} s -> ratio {remote / local:.3f}, "
           f"overhead {report['overhead_percent_of_local']:+.1f} % of local (target <= 10 %: "
           f"{'met' if report['target_met_10_percent'] else 'NOT met'})")
+    print(f"CPU seconds (median, this process): local {cpu_local:.2f}, S3 {cpu_s3:.2f} "
+          f"({report['cpu_overhead_percent_of_local']:+.1f} %); moto server process {server_cpu:.2f}")
     print(f"requests per encode: {total_requests} ({report['requests_per_sample']} per sample): "
           + ", ".join(f"{k} {v}" for k, v in sorted(requests.items())))
     print("where the time goes (medians, s): " + json.dumps(report["where_the_time_goes_s"]))
