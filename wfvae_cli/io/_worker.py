@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,6 +169,8 @@ class DecodeWorker:
             env=env,
         )
         child.close()
+        self.pid = self._proc.pid
+        _all.add(self)
         self._sock = parent
         self._job = 0
         self._options: dict | None = None  # storage options last sent to the child
@@ -313,6 +316,12 @@ def _as_frames(body: bytearray | None, shape: tuple[int, ...]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- pool
 _idle: list[DecodeWorker] = []
 _idle_lock = threading.Lock()
+_all: weakref.WeakSet[DecodeWorker] = weakref.WeakSet()  # every worker started here, idle or lent
+
+
+def worker_pids() -> list[int]:
+    """Process ids of this process's live decode workers (idle or busy): for CPU accounting (``bench pipeline``)."""
+    return [w.pid for w in list(_all) if w.alive]
 
 
 def _forget_pool_after_fork() -> None:
@@ -320,6 +329,7 @@ def _forget_pool_after_fork() -> None:
     shared, so two processes would interleave messages. It starts its own pool; the parent keeps its own."""
     global _idle_lock
     _idle.clear()
+    _all.clear()
     _idle_lock = threading.Lock()  # the parent may have held it at fork time
 
 

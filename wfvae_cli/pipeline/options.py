@@ -52,6 +52,9 @@ class EncodeOptions:
     retry_failed: bool = False
     shard_size: int | None = None
     flush_interval: float = 60.0
+    #: decoded clips held ahead of the model (in flight + ready), in bytes of uint8 frames; at least one
+    #: clip is always in flight, so a clip larger than the bound still encodes (one at a time)
+    prefetch_bytes: int = 1 << 30
     command: tuple[str, ...] = field(default_factory=tuple)
     # --- inputs (docs/io.md) ----------------------------------------------------------------------
     #: fsspec storage options for URL inputs (``--storage-options JSON``); credentials stay out of the store
@@ -113,6 +116,8 @@ class EncodeOptions:
             raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1")
         if self.decode_timeout is not None and self.decode_timeout <= 0:
             raise WfvaeError(f"--decode-timeout {self.decode_timeout}: must be > 0 seconds")
+        if self.prefetch_bytes < 1:
+            raise WfvaeError(f"--prefetch-mb: must be > 0 (got {self.prefetch_bytes} bytes)")
         if self.shard_size is not None and self.shard_size < 1:
             raise WfvaeError(f"--shard-size {self.shard_size}: must be >= 1")
         if self.clip_mode == "full" and self.batch_size != 1:
