@@ -147,16 +147,30 @@ class PipelineBenchReport:
     def clips_per_s(self) -> float:
         return self.clips / self.wall_s if self.wall_s > 0 else 0.0
 
-    @property
-    def raw_decode_clips_per_s(self) -> float | None:
-        rates = [max(r.values()) for r in self.raw_decode.values() if r]
-        return max(rates) if rates else None
+    @staticmethod
+    def _rate(measured: dict[str, float]) -> float:
+        """A backend's rate: the better of its runs before and after the pipeline (noise only slows runs)."""
+        return max((v for k, v in measured.items() if k in ("before", "after")), default=0.0)
 
     @property
     def raw_decode_backend(self) -> str | None:
         if not self.raw_decode:
             return None
-        return max(self.raw_decode, key=lambda b: max(self.raw_decode[b].values(), default=0.0))
+        return max(self.raw_decode, key=lambda b: self._rate(self.raw_decode[b]))
+
+    @property
+    def raw_decode_clips_per_s(self) -> float | None:
+        best = self.raw_decode_backend
+        return self._rate(self.raw_decode[best]) if best is not None else None
+
+    @property
+    def raw_decode_cpu_s_per_clip(self) -> float | None:
+        """CPU seconds per clip of the fastest bare backend (the lower of its two runs)."""
+        best = self.raw_decode_backend
+        if best is None:
+            return None
+        cpus = [v for k, v in self.raw_decode[best].items() if k.startswith("cpu_s_per_clip")]
+        return min(cpus) if cpus else None
 
     @property
     def limit_clips_per_s(self) -> float | None:
@@ -196,9 +210,17 @@ class PipelineBenchReport:
 
     @property
     def raw_cores_per_accelerator(self) -> float | None:
-        """The same for the bare decoder loop: the floor any pipeline on these decoders can reach."""
-        raw = self.raw_decode_clips_per_s
-        return self.cores / raw / self.model_time if raw and self.model_time > 0 else None
+        """The same for the bare decoder loop (its CPU per clip / model_time): the floor for these decoders."""
+        raw = self.raw_decode_cpu_s_per_clip
+        return raw / self.model_time if raw and self.model_time > 0 else None
+
+    @property
+    def cpu_ratio_to_raw(self) -> float | None:
+        """The pipeline's CPU per clip (decode + everything else) over the bare loop's: load-independent."""
+        raw = self.raw_decode_cpu_s_per_clip
+        if not self.cpu or not raw or not self.clips:
+            return None
+        return self.per_clip(self.cpu["decode_s"] + self.cpu["other_s"]) / raw
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: float | None, digits: int = 4) -> float | None:
@@ -223,6 +245,8 @@ class PipelineBenchReport:
             "other_cpu_fraction_of_decode": r(self.other_cpu_fraction),
             "raw_decode_clips_per_s": r(self.raw_decode_clips_per_s),
             "raw_decode_backend": self.raw_decode_backend,
+            "raw_decode_cpu_s_per_clip": r(self.raw_decode_cpu_s_per_clip, 5),
+            "cpu_ratio_to_raw": r(self.cpu_ratio_to_raw),
             "raw_decode": {b: {k: r(v) for k, v in d.items()} for b, d in self.raw_decode.items()},
             "limit_clips_per_s": r(self.limit_clips_per_s),
             "fraction_of_limit": r(self.fraction_of_limit),
@@ -238,16 +262,16 @@ class PipelineBenchReport:
 # ------------------------------------------------------------------------------------------ the run
 def _raw_rates(paths: list[str], opts: EncodeOptions, config: Any, processes: int, backends: list[str],
                into: dict[str, dict[str, float]], when: str, progress: ProgressFn | None) -> None:
-    from wfvae_cli.io.bench import raw_decode_rate
+    from wfvae_cli.io.bench import raw_decode_stats
 
     assert opts.size is not None
     spec = opts.clip_spec(config.temporal_factor)
     for k, backend in enumerate(backends):
         if progress:
             progress(k, len(backends), f"bare {backend} decode ({when})")
-        into.setdefault(backend, {})[when] = raw_decode_rate(
-            paths, spec, opts.size, backend, processes, crop=opts.crop,  # type: ignore[arg-type]
-        )
+        stats = raw_decode_stats(paths, spec, opts.size, backend, processes, crop=opts.crop)  # type: ignore[arg-type]
+        into.setdefault(backend, {})[when] = stats.clips_per_s
+        into[backend][f"cpu_s_per_clip_{when}"] = stats.cpu_s_per_clip
 
 
 def run_pipeline_bench(
@@ -262,7 +286,7 @@ def run_pipeline_bench(
     """Run the encode pipeline of ``opts`` with a ``model_time`` s/clip stand-in model; see the module docstring.
 
     ``opts.model`` only provides the latent shape (its config; no weights are loaded beyond the config).
-    The store goes to ``opts.out`` and is deleted afterwards unless ``keep_store`` (it holds zeros).
+    The store goes to ``opts.out`` and is deleted afterwards unless ``keep_store`` (it holds noise).
     ``raw=False`` skips the bare-decoder measurement (then there is no limit to compare with).
     """
     from wfvae_cli.io import discover_videos
@@ -392,7 +416,7 @@ def render_text(report: PipelineBenchReport) -> list[str]:
     ]
     if report.raw_decode:
         raw = " · ".join(
-            f"{b} {' / '.join(f'{v:.2f}' for v in r.values())}" for b, r in report.raw_decode.items()
+            f"{b} {r.get('before', 0):.2f} / {r.get('after', 0):.2f}" for b, r in report.raw_decode.items()
         )
         lines.append(f"bare decode clips/s (before / after): {raw} → limit {d['limit_clips_per_s']} clips/s "
                      f"(min of 1/model-time and the best bare decoder) · pipeline at {d['fraction_of_limit']:.0%} of it"
@@ -402,7 +426,9 @@ def render_text(report: PipelineBenchReport) -> list[str]:
     if d["cpu_s_per_clip"]:
         c = d["cpu_s_per_clip"]
         lines.append(f"CPU per clip: decode {1000 * c['decode']:.1f} ms · everything else {1000 * c['other']:.1f} ms "
-                     f"({d['other_cpu_fraction_of_decode']:.1%} of decode)")
+                     f"({d['other_cpu_fraction_of_decode']:.1%} of decode)"
+                     + (f" · total {d['cpu_ratio_to_raw']:.2f}x the bare loop's "
+                        f"{1000 * d['raw_decode_cpu_s_per_clip']:.1f} ms" if d["cpu_ratio_to_raw"] else ""))
     if d["cores_per_accelerator"] is not None:
         raw_cores = d["raw_cores_per_accelerator"]
         lines.append(f"cores per accelerator at {report.model_time:g} s/clip: {d['cores_per_accelerator']}"

@@ -25,10 +25,11 @@ from wfvae_cli.model.distribution import DiagonalGaussian
 
 
 class StandInModel(nn.Module):
-    """``encode(video)`` → a zero posterior of ``config.latent_shape``, after sleeping ``seconds_per_clip`` × B.
+    """``encode(video)`` → a posterior of ``config.latent_shape`` (fixed seeded noise), after sleeping
+    ``seconds_per_clip`` × B.
 
     It holds one parameter (so ``.to(device, dtype)`` and device checks behave as for a model) and no
-    weights worth the name; a store it writes records ``random_weights`` (its latents are zeros), and
+    weights worth the name; a store it writes records ``random_weights`` (its latents are noise), and
     :meth:`fingerprint` hashes the word "stand-in" with the config, so it never equals real weights.
     """
 
@@ -42,6 +43,7 @@ class StandInModel(nn.Module):
         self.seconds_per_clip = float(seconds_per_clip)
         self.source = f"stand-in ({seconds_per_clip:g} s/clip)"
         self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self._outputs: dict[tuple, DiagonalGaussian] = {}
         self.calls = 0  # encode calls (batches), for tests and the report
         self.clips = 0
 
@@ -60,8 +62,15 @@ class StandInModel(nn.Module):
         time.sleep(self.seconds_per_clip * b)  # no CPU: a GPU computing
         self.calls += 1
         self.clips += b
-        zeros = torch.zeros(shape, device=video.device, dtype=video.dtype)
-        return DiagonalGaussian(zeros, zeros)
+        key = (shape, video.device, video.dtype)
+        if key not in self._outputs:
+            # Seeded noise, made once per shape: latents as incompressible as real ones (so the store's
+            # compression costs what it would), without spending CPU per call on what a GPU would compute.
+            gen = torch.Generator().manual_seed(0)
+            mean = torch.randn(shape, generator=gen).to(video.device, video.dtype)
+            logvar = (torch.randn(shape, generator=gen) - 4.0).to(video.device, video.dtype)
+            self._outputs[key] = DiagonalGaussian(mean, logvar)
+        return self._outputs[key]  # never written to by the pipeline (rows are read-only views)
 
     def encode(
         self, video: torch.Tensor, chunk_frames: int | None = None, length_policy: str = "error"

@@ -75,7 +75,7 @@ def encode(
     store_sample: bool = flag(False, "--store-sample", help="Store one posterior sample (seeded) instead of mean+logvar."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stored sample (per row, independent of batching)."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Causal Cache chunk (frames); bounds memory."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. With --ray: a worker given a GPU uses it."),
     decode_workers: int | None = typer.Option(None, "--decode-workers", help="Decode threads prefetching ahead of the model (default 2). Not with --ray (use --decode-cpus)."),
     decode_timeout: float = typer.Option(300.0, "--decode-timeout", help="Seconds before a hung decode is killed."),
     shard_size: int | None = typer.Option(None, "--shard-size", help="Samples per shard (default: ~64 MiB per shard)."),
@@ -103,7 +103,8 @@ def encode(
     """
     if log_file is not None:
         ui.set_log_file(log_file)
-    device = check_device(device)  # before anything is created
+    # before anything is created; under Ray "auto" is decided per model worker (a GPU if it was given one)
+    device = "cpu" if ray is not None and device.strip().lower() == "auto" else check_device(device)
     if ray is None and model_workers is not None:
         raise WfvaeError("--model-workers is for --ray (Ray model workers); locally use --decode-workers")
     if ray is not None and decode_workers is not None:

@@ -43,7 +43,9 @@ class EncodeOptions:
     store_sample: bool = False
     seed: int = 0
     chunk_frames: int | None = None
-    device: str = "cpu"
+    #: ``auto`` = CUDA when present, else CPU (:func:`wfvae_cli.devices.auto_device`); under Ray each model
+    #: worker that was given a GPU uses it, the others the CPU
+    device: str = "auto"
     #: build a weightless preset with random weights instead of refusing it (``load_model(random_weights=)``)
     random_weights: bool = False
     workers: int = 2

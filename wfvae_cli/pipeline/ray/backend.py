@@ -136,7 +136,7 @@ class RayBackend(Backend):
         if gpw > 0 and gpus + _EPS < gpw:
             raise WfvaeError(f"--num-gpus-per-worker {gpw:g}: the Ray cluster has {gpus:g} GPU(s); pass "
                              "--num-gpus-per-worker 0 to encode on CPUs")
-        if gpw == 0 and opts.device != "cpu":
+        if gpw == 0 and opts.device not in ("cpu", "auto"):
             raise WfvaeError(f"--device {opts.device}: the model workers get no GPU (a CPU-only cluster or "
                              "--num-gpus-per-worker 0); use --device cpu")
         workers = opts.workers

@@ -82,7 +82,8 @@ class ModelWorker:
         self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        self.device = "cuda" if ray.get_gpu_ids() else opts.device
+        # a worker given a GPU uses it; otherwise the CPU ("auto" must not pick a GPU Ray did not assign)
+        self.device = "cuda" if ray.get_gpu_ids() else ("cpu" if opts.device == "auto" else opts.device)
         if self.device == "cpu":
             torch.set_num_threads(max(1, int(CPUS_PER_WORKER)))
         self.decode_cpus = decode_cpus
