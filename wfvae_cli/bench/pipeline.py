@@ -36,20 +36,12 @@ from typing import Any
 from wfvae_cli.bench.machine import machine_info, now_iso
 from wfvae_cli.bench.standin import StandInModel
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.pipeline.options import EncodeOptions
+from wfvae_cli.pipeline.options import EncodeOptions, usable_cores
 
 PIPELINE_SCHEMA = "wfvae-bench-pipeline/1"
 STAGES = ("probe", "decode", "preprocess", "batch", "model", "model_wait", "write")
 
 ProgressFn = Callable[[int, int, str], None]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask: containers and ``taskset`` restrict it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------------ CPU accounting

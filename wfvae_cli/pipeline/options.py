@@ -16,6 +16,18 @@ from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import RESIZE_VERSION, ClipSpec, auto_buckets, decoder_identity
 from wfvae_cli.io.discover import Columns
 
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask: containers and ``taskset`` restrict it): the default
+    number of decode workers, one decode process per core."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 ComputeDType = Literal["fp32", "bf16", "fp16"]
 StoreDType = Literal["fp16", "fp32"]
 
