@@ -130,6 +130,14 @@ class PipelineBenchReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
     notes: list[str] = field(default_factory=list)
+    #: Ray: seconds from the run's start until the first model worker was ready (actor start, model fetched)
+    startup_s: float = 0.0
+
+    @property
+    def steady_clips_per_s(self) -> float:
+        """Clips per second once the (Ray) model workers run: start-up excluded (equal to clips/s locally)."""
+        wall = self.wall_s - self.startup_s
+        return self.clips / wall if wall > 0 else 0.0
 
     @property
     def model_time(self) -> float:
@@ -228,6 +236,8 @@ class PipelineBenchReport:
             "failed": self.failed,
             "wall_s": r(self.wall_s),
             "clips_per_s": r(self.clips_per_s),
+            "startup_s": r(self.startup_s),
+            "steady_clips_per_s": r(self.steady_clips_per_s),
             "model_busy_fraction": r(self.model_busy_fraction),
             "stage_s_per_clip": {k: r(self.per_clip(v), 5) for k, v in self.stage_s.items()},
             "cpu_s_per_clip": (
@@ -321,7 +331,8 @@ def run_pipeline_bench(
 
     t0 = time.perf_counter()
     try:
-        summary = encode_dataset(replace(opts, random_weights=True), on_plan=on_plan, model=model)
+        summary = encode_dataset(replace(opts, random_weights=True), on_plan=on_plan, model=model,
+                                 progress=lambda result: marks.update(startup=getattr(result, "startup_s", 0.0)))
         meter.stop()
     finally:
         if not keep_store:
@@ -368,6 +379,7 @@ def run_pipeline_bench(
               "other_processes_cores": round(meter.others_cores, 2)},
         failures=list(summary.failures),
         notes=notes + list(summary.warnings),
+        startup_s=marks.get("startup", 0.0),
     )
 
 
@@ -404,7 +416,9 @@ def render_text(report: PipelineBenchReport) -> list[str]:
         f"machine: {m.get('cpu_model')} · {report.cores} usable cores · {report.decode_workers} decode workers · "
         f"load avg {d['load']['loadavg_before'][0]} → {d['load']['loadavg_after'][0]} · other processes used "
         f"{d['load']['other_processes_cores']} cores",
-        f"clips/s {d['clips_per_s']} · model busy {report.model_busy_fraction:.0%}",
+        f"clips/s {d['clips_per_s']} · model busy {report.model_busy_fraction:.0%}"
+        + (f" · Ray start-up {report.startup_s:.1f} s, then {d['steady_clips_per_s']} clips/s" if report.startup_s
+           else ""),
     ]
     if report.raw_decode:
         raw = " · ".join(
