@@ -204,3 +204,66 @@ def recon(
         raise WfvaeError("no clip could be evaluated: every input failed (see the lines above)")
     if report.failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    inputs: list[str] = typer.Argument(..., help="Videos, folders, globs, shards or manifests, as for `wfvae encode`."),
+    model_time: float = typer.Option(..., "--model-time", help="Seconds per clip the stand-in model takes (no CPU used), e.g. 0.05 for WF-VAE-L 33x512² on an H100."),
+    model: str = typer.Option("wfvae-l", "--model", "-m", help="Preset or checkpoint whose config gives the latent shape (no weights are loaded)."),
+    frames: int = typer.Option(33, "--frames", help="Frames per clip (4k+1)."),
+    sample_rate: int | None = typer.Option(None, "--sample-rate", help="Keep every N-th source frame."),
+    fps: float | None = typer.Option(None, "--fps", help="Resample clips to this frame rate instead of --sample-rate."),
+    clip_mode: str = typer.Option("uniform", "--clip-mode", help="head, uniform or sliding."),
+    clips_per_video: int = typer.Option(8, "--clips-per-video", help="Clips per video for uniform/sliding."),
+    res: str = typer.Option("512", "--resolution", help="Model input size N or HxW."),
+    crop: str = typer.Option("center", "--crop", help="center or none."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Clips per model call."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision of the model input."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps or auto (CUDA when present)."),
+    decode_workers: int | None = typer.Option(None, "--decode-workers", help="Decode processes (default: one per usable core)."),
+    decode_timeout: float = typer.Option(300.0, "--decode-timeout", help="Seconds before a hung decode is killed."),
+    prefetch_mb: float | None = typer.Option(None, "--prefetch-mb", help="Decoded clips held ahead of the model, in MiB (default as encode)."),
+    ray: str | None = typer.Option(None, "--ray", help="Run on the Ray executor: 'auto' or HOST:PORT (see docs/ray.md)."),
+    model_workers: int | None = typer.Option(None, "--model-workers", help="With --ray: stand-in model workers (default 1)."),
+    decode_cpus: float | None = typer.Option(None, "--decode-cpus", help="With --ray: CPUs per decode task."),
+    raw: bool = flag(True, "--raw/--no-raw", help="Also measure the bare-decoder limit on the same clips (before and after)."),
+    out: Path | None = typer.Option(None, "--out", help="Where the throwaway store goes (default: a temp dir; deleted after)."),
+    as_json: bool = flag(False, "--json", help="Print the report as JSON (schema wfvae-bench-pipeline/1)."),
+    report_path: Path | None = typer.Option(None, "--report", dir_okay=False, help="Also write the JSON report to this file."),
+) -> None:
+    """The real encode pipeline with a stand-in model of --model-time s/clip: clips/s vs the bare-decoder limit."""
+    import shutil
+
+    from wfvae_cli.bench.pipeline import default_out, render_text, run_pipeline_bench, usable_cores
+    from wfvae_cli.pipeline import EncodeOptions
+
+    device = check_device(device, allow_auto=True)
+    if ray is None and (model_workers is not None or decode_cpus is not None):
+        raise WfvaeError("--model-workers/--decode-cpus are for --ray")
+    size = parse_resolution(res)
+    workers = (model_workers or 1) if ray is not None else (decode_workers or usable_cores())
+    target = out if out is not None else default_out()
+    extra = {"prefetch_bytes": int(prefetch_mb * 2**20)} if prefetch_mb is not None else {}
+    opts = EncodeOptions(
+        inputs=tuple(inputs), out=target, model=model, frames=frames, stride=sample_rate, fps=fps,
+        clip_mode=clip_mode, clips_per_video=clips_per_video, size=size, crop=crop, batch_size=batch_size,
+        dtype=precision.value, device=device, workers=workers, decode_timeout=decode_timeout,  # type: ignore[arg-type]
+        ray=ray, decode_cpus=decode_cpus, command=("wfvae", "bench", "pipeline"), **extra,
+    )
+    try:
+        with _progress("bench pipeline") as update:
+            report = run_pipeline_bench(opts, model_time, raw=raw, progress=update)
+    finally:
+        if out is None:
+            shutil.rmtree(target.parent, ignore_errors=True)
+    data = report.to_dict()
+    if report_path:
+        _write_json(report_path, data)
+    if as_json:
+        print_json(data)
+    else:
+        for line in render_text(report):
+            ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -22,7 +22,7 @@ def demo(
     clips: int = typer.Option(2, "--clips", min=1, help="Number of sample clips to generate and round-trip."),
     frames: int = typer.Option(17, "--frames", help="Frames per clip (4k+1)."),
     res: str = typer.Option("128", "--resolution", help="Clip resolution: N or HxW (multiples of 8)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
     chunk_frames: int = typer.Option(8, "--chunk-frames", min=1, help="Causal Cache chunk for the streamed pass."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
 ) -> None:

@@ -75,8 +75,9 @@ def encode(
     store_sample: bool = flag(False, "--store-sample", help="Store one posterior sample (seeded) instead of mean+logvar."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stored sample (per row, independent of batching)."),
     chunk_frames: int | None = typer.Option(None, "--chunk-frames", help="Causal Cache chunk (frames); bounds memory."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-    decode_workers: int | None = typer.Option(None, "--decode-workers", help="Decode threads prefetching ahead of the model (default 2). Not with --ray (use --decode-cpus)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. With --ray: a worker given a GPU uses it."),
+    decode_workers: int | None = typer.Option(None, "--decode-workers", help="Decode processes working ahead of the model (default: one per usable core). Not with --ray (use --decode-cpus)."),
+    prefetch_mb: float = typer.Option(1024.0, "--prefetch-mb", help="Decoded clips held ahead of the model, in MiB of uint8 frames (bounds memory whatever --batch-size)."),
     decode_timeout: float = typer.Option(300.0, "--decode-timeout", help="Seconds before a hung decode is killed."),
     shard_size: int | None = typer.Option(None, "--shard-size", help="Samples per shard (default: ~64 MiB per shard)."),
     overwrite: bool = flag(False, "--overwrite", help="Replace an existing store instead of resuming it."),
@@ -103,16 +104,18 @@ def encode(
     """
     if log_file is not None:
         ui.set_log_file(log_file)
-    device = check_device(device)  # before anything is created
+    # before anything is created; under Ray "auto" is decided per model worker (a GPU if it was given one)
+    device = "cpu" if ray is not None and device.strip().lower() == "auto" else check_device(device)
     if ray is None and model_workers is not None:
         raise WfvaeError("--model-workers is for --ray (Ray model workers); locally use --decode-workers")
     if ray is not None and decode_workers is not None:
         raise WfvaeError("--decode-workers is for the local run; with --ray decoding runs as Ray tasks (--decode-cpus)")
     from wfvae_cli.pipeline import EncodeOptions, encode_dataset
+    from wfvae_cli.pipeline.options import usable_cores
 
     size, bucket_list = _sizes(resolution, height, width, buckets)
     workers = (model_workers if model_workers is not None else 0) if ray is not None else (
-        decode_workers if decode_workers is not None else 2)
+        decode_workers if decode_workers is not None else usable_cores())
     opts = EncodeOptions(
         inputs=tuple(inputs), out=out, model=model, frames=frames, stride=sample_rate, fps=fps,
         clip_mode=clip_mode.value, clips_per_video=clips_per_video, size=size, buckets=bucket_list,
@@ -121,7 +124,7 @@ def encode(
         chunk_frames=chunk_frames, device=device, decode_timeout=decode_timeout, random_weights=random_weights,
         overwrite=overwrite, retry_failed=retry_failed, shard_size=shard_size, command=redacted_command(sys.argv[1:]),
         storage_options=parse_storage_options(storage_options), path_col=path_col, caption_col=caption_col,
-        key_col=key_col, workers=workers, ray=ray, num_gpus_per_worker=num_gpus_per_worker, decode_cpus=decode_cpus,
+        key_col=key_col, workers=workers, prefetch_bytes=max(1, int(prefetch_mb * 2**20)), ray=ray, num_gpus_per_worker=num_gpus_per_worker, decode_cpus=decode_cpus,
     )
     ui.status(f"loading the model {model} …")
     with _progress(disable=as_json, log_every=log_every) as (on_plan, on_run):

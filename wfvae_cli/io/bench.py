@@ -29,7 +29,16 @@ from wfvae_cli.io import _backends, _decord, _pyav, _torchcodec
 from wfvae_cli.io.sampling import ClipSpec, plan_clips
 from wfvae_cli.io.transform import Crop, ResizeSpec
 
-__all__ = ["ClipJob", "available_backends", "choose_backend", "decode_clip", "plan_jobs", "raw_decode_rate"]
+__all__ = [
+    "ClipJob",
+    "RawDecodeStats",
+    "available_backends",
+    "choose_backend",
+    "decode_clip",
+    "plan_jobs",
+    "raw_decode_rate",
+    "raw_decode_stats",
+]
 
 _MODULES = {"decord": _decord, "torchcodec": _torchcodec}
 
@@ -80,9 +89,12 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one core per process: the processes are the parallelism
 
 
-def _run(args: tuple[list[ClipJob], str, ResizeSpec, bool, int]) -> int:
+def _run(args: tuple[list[ClipJob], str, ResizeSpec, bool, int]) -> tuple[int, float]:
+    """Decode ``jobs``; (frames, CPU seconds this process spent on them)."""
     jobs, backend, fit, verified, threads = args
-    return sum(decode_clip(j, backend, fit, verified=verified, threads=threads) for j in jobs)
+    cpu = time.process_time()
+    frames = sum(decode_clip(j, backend, fit, verified=verified, threads=threads) for j in jobs)
+    return frames, time.process_time() - cpu
 
 
 def _ready(_: int) -> int:
@@ -122,29 +134,71 @@ def raw_decode_rate(
     return _rate(plan_jobs(paths, clip_spec), size, backend, processes, crop, verified, repeat)
 
 
+@dataclass(frozen=True)
+class RawDecodeStats:
+    """A bare-decoder measurement: throughput (wall clock, all processes) and CPU seconds per clip.
+
+    On a shared machine the rate moves with the neighbours' load while the CPU per clip barely does, so
+    comparisons across runs should use ``cpu_s_per_clip``; side-by-side ones may use either.
+    """
+
+    clips_per_s: float
+    cpu_s_per_clip: float
+
+
+def raw_decode_stats(
+    paths: Sequence[str | Path],
+    clip_spec: ClipSpec,
+    size: tuple[int, int],
+    backend: str,
+    processes: int = 1,
+    *,
+    crop: Crop = "center",
+    verified: bool = False,
+    repeat: int = 1,
+) -> RawDecodeStats:
+    """:func:`raw_decode_rate` of one concrete backend, with the CPU seconds per clip of its best run."""
+    if backend not in ("pyav", *_MODULES):
+        raise WfvaeError(f"unknown backend {backend!r}: use pyav, decord or torchcodec")
+    if backend in _MODULES and not _MODULES[backend].available():
+        raise WfvaeError(f"backend {backend!r} is not installed here")
+    if processes < 1:
+        raise WfvaeError(f"processes must be >= 1, got {processes}")
+    return _stats(plan_jobs(paths, clip_spec), size, backend, processes, crop, verified, repeat)
+
+
 def _rate(
     jobs: list[ClipJob], size: tuple[int, int], backend: str, processes: int, crop: Crop, verified: bool,
     repeat: int,
 ) -> float:
+    return _stats(jobs, size, backend, processes, crop, verified, repeat).clips_per_s
+
+
+def _stats(
+    jobs: list[ClipJob], size: tuple[int, int], backend: str, processes: int, crop: Crop, verified: bool,
+    repeat: int,
+) -> RawDecodeStats:
     fit = ResizeSpec(size[0], size[1], crop)
     parts = [jobs[i::processes] for i in range(processes)]
     parts = [p for p in parts if p]
-    best = float("inf")
+    best, best_cpu = float("inf"), 0.0
     if len(parts) == 1:
         _worker_init()
         for _ in range(repeat):
             t0 = time.perf_counter()
-            _run((parts[0], backend, fit, verified, 1))
-            best = min(best, time.perf_counter() - t0)
-        return len(jobs) / best
+            _, cpu = _run((parts[0], backend, fit, verified, 1))
+            if time.perf_counter() - t0 < best:
+                best, best_cpu = time.perf_counter() - t0, cpu
+        return RawDecodeStats(len(jobs) / best, best_cpu / len(jobs))
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(len(parts), mp_context=context, initializer=_worker_init) as pool:
         list(pool.map(_ready, range(len(parts))))  # start (and import in) every process before timing
         for _ in range(repeat):
             t0 = time.perf_counter()
-            list(pool.map(_run, [(p, backend, fit, verified, 1) for p in parts]))
-            best = min(best, time.perf_counter() - t0)
-    return len(jobs) / best
+            results = list(pool.map(_run, [(p, backend, fit, verified, 1) for p in parts]))
+            if time.perf_counter() - t0 < best:
+                best, best_cpu = time.perf_counter() - t0, sum(cpu for _, cpu in results)
+    return RawDecodeStats(len(jobs) / best, best_cpu / len(jobs))
 
 
 def choose_backend(

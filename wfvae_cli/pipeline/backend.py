@@ -37,13 +37,21 @@ if TYPE_CHECKING:
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage (decode summed over its threads/tasks) and model idle time."""
+    """Seconds spent per stage (decode summed over its threads/tasks) and model idle time.
+
+    ``preprocess``: host work turning decoded uint8 clips into the model's input batch (the copy into the
+    pinned batch buffer, the device transfer, the scaling when it runs on the CPU); ``batch``: grouping
+    clips into batches; both are on the model's critical path, which is why they are timed apart from
+    ``model`` (the network itself).
+    """
 
     wall: float = 0.0
     decode: float = 0.0
     model: float = 0.0
     model_wait: float = 0.0
     write: float = 0.0
+    preprocess: float = 0.0
+    batch: float = 0.0
 
     @property
     def model_busy_fraction(self) -> float:

@@ -123,8 +123,12 @@ def encode_dataset(
     progress: ProgressFn | None = None,
     on_plan: Callable[[str, int, int], None] | None = None,
     dry_run: bool = False,
+    model: WFVAE | None = None,
 ) -> EncodeSummary:
     """Encode every clip of ``opts.inputs`` into the store ``opts.out``, resuming it if it exists.
+
+    ``model``: an already built model (or any object with its encode interface, e.g. the stand-in of
+    ``wfvae bench pipeline``) instead of loading ``opts.model``.
 
     A store written with other weights or preprocessing is refused unless ``opts.overwrite``.
     ``on_plan(stage, done, total)`` reports what the run is doing: ``"probe"`` with counts while probing
@@ -137,7 +141,8 @@ def encode_dataset(
 
         require("ray", "--ray")  # before anything is loaded: one line with the install command, exit 2
     set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
-    model = load_model(opts.model, random_weights=opts.random_weights)
+    if model is None:
+        model = load_model(opts.model, random_weights=opts.random_weights)
     meta = store_meta(opts, model)
     if dry_run:
         return _encode_dataset(opts, model, meta, None, on_plan, started=started, lease=None)
@@ -265,6 +270,8 @@ def _encode_dataset(
             "model_s": round(times.model, 3),
             "model_wait_s": round(times.model_wait, 3),
             "write_s": round(times.write, 3),
+            "preprocess_s": round(times.preprocess, 3),
+            "batch_s": round(times.batch, 3),
             "model_busy_fraction": round(times.model_busy_fraction, 4),
         },
         warnings=warnings,

@@ -1,11 +1,14 @@
-"""Single-machine executor: decode in background threads, the model on the calling thread, writes on a
+"""Single-machine executor: decode in worker processes, the model on the calling thread, writes on a
 writer thread — all three overlap, so the model never waits on I/O when inputs are ready.
 
-    decode pool (N threads, bounded prefetch) --> model (batches of one bucket) --> writer thread --> store
+    decode pool (N threads -> N decode processes, prefetch bounded in bytes)
+        --> model (batches of one bucket, uint8 until the device) --> writer thread --> store
 
-Decoding runs in threads because the decoders (FFmpeg via decord/PyAV) and the resize (torch) release
-the GIL; with a decode timeout each thread borrows a worker process, so a hung file is killed, not
-waited on. Per-sample errors become failed rows; nothing here stops the job except a store error.
+Each decode thread borrows a decode worker process (:mod:`wfvae_cli.io._worker`) when a decode timeout is
+set (the default), so N threads decode on N cores and a hung file is killed, not waited on; the thread
+itself only waits and receives the uint8 frames. Without a timeout the threads decode in this process
+(FFmpeg and the resize release the GIL). Per-sample errors become failed rows; nothing here stops the job
+except a store error.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ def run_local(
                     times.wall = time.perf_counter() - start
                     progress(result)
         else:
-            depth = max(2 * opts.workers, 2 * opts.batch_size)
+            # every decoder busy plus the next batch ready; the real bound is opts.prefetch_bytes
+            depth = opts.workers + 2 * opts.batch_size
             clips = prefetch_clips(tasks, opts, depth, threads=opts.workers)
             for out in encode_loaded(clips, encoder, opts.batch_size, times):
                 emit(out)

@@ -16,6 +16,18 @@ from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import RESIZE_VERSION, ClipSpec, auto_buckets, decoder_identity
 from wfvae_cli.io.discover import Columns
 
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask: containers and ``taskset`` restrict it): the default
+    number of decode workers, one decode process per core."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 ComputeDType = Literal["fp32", "bf16", "fp16"]
 StoreDType = Literal["fp16", "fp32"]
 
@@ -44,7 +56,9 @@ class EncodeOptions:
     store_sample: bool = False
     seed: int = 0
     chunk_frames: int | None = None
-    device: str = "cpu"
+    #: ``auto`` = CUDA when present, else CPU (:func:`wfvae_cli.devices.auto_device`); under Ray each model
+    #: worker that was given a GPU uses it, the others the CPU
+    device: str = "auto"
     #: build a weightless preset with random weights instead of refusing it (``load_model(random_weights=)``)
     random_weights: bool = False
     workers: int = 2
@@ -53,6 +67,9 @@ class EncodeOptions:
     retry_failed: bool = False
     shard_size: int | None = None
     flush_interval: float = 60.0
+    #: decoded clips held ahead of the model (in flight + ready), in bytes of uint8 frames; at least one
+    #: clip is always in flight, so a clip larger than the bound still encodes (one at a time)
+    prefetch_bytes: int = 1 << 30
     command: tuple[str, ...] = field(default_factory=tuple)
     # --- inputs (docs/io.md) ----------------------------------------------------------------------
     #: fsspec storage options for URL inputs and a store on object storage (``--storage-options JSON``);
@@ -115,6 +132,8 @@ class EncodeOptions:
             raise WfvaeError(f"--chunk-frames {self.chunk_frames}: must be >= 1")
         if self.decode_timeout is not None and self.decode_timeout <= 0:
             raise WfvaeError(f"--decode-timeout {self.decode_timeout}: must be > 0 seconds")
+        if self.prefetch_bytes < 1:
+            raise WfvaeError(f"--prefetch-mb: must be > 0 (got {self.prefetch_bytes} bytes)")
         if self.shard_size is not None and self.shard_size < 1:
             raise WfvaeError(f"--shard-size {self.shard_size}: must be >= 1")
         if self.clip_mode == "full" and self.batch_size != 1:

@@ -39,8 +39,10 @@ class DistContext:
 
 def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     """``auto`` → ``cuda:local_rank`` when CUDA is usable, else CPU; explicit names are checked."""
-    if preference == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if preference == "auto":  # the package's one rule (wfvae_cli.devices), with this rank's GPU
+        from wfvae_cli.devices import auto_device
+
+        return torch.device(auto_device(local_rank))
     device = torch.device(preference)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -33,7 +33,7 @@ class RaySizing:
     workers: int
     gpus_per_worker: float
     decode_cpus: float  # CPUs one decode task reserves (0: decode threads in the worker's process)
-    decode_slots: int  # decode tasks each worker's bundle runs at once
+    decode_slots: int  # decode tasks each worker keeps in flight (its share of the cluster's spare CPUs)
 
 
 class RayBackend(Backend):
@@ -73,9 +73,11 @@ class RayBackend(Backend):
 
     @property
     def bundle(self) -> dict[str, float]:
-        """What one model worker reserves together with its decode tasks."""
+        """What one model worker reserves: its own CPU (and GPU). Decode tasks are *not* in the bundle: they
+        run on any CPU of the cluster (the worker's node first, Ray's default placement, then CPU-only
+        nodes), so decode capacity grows with the cluster, not with the CPUs bundled beside a GPU."""
         sized = self._sized
-        out = {"CPU": CPUS_PER_WORKER + sized.decode_slots * sized.decode_cpus}
+        out = {"CPU": CPUS_PER_WORKER}
         if sized.gpus_per_worker:
             out["GPU"] = sized.gpus_per_worker
         return out
@@ -136,7 +138,7 @@ class RayBackend(Backend):
         if gpw > 0 and gpus + _EPS < gpw:
             raise WfvaeError(f"--num-gpus-per-worker {gpw:g}: the Ray cluster has {gpus:g} GPU(s); pass "
                              "--num-gpus-per-worker 0 to encode on CPUs")
-        if gpw == 0 and opts.device != "cpu":
+        if gpw == 0 and opts.device not in ("cpu", "auto"):
             raise WfvaeError(f"--device {opts.device}: the model workers get no GPU (a CPU-only cluster or "
                              "--num-gpus-per-worker 0); use --device cpu")
         workers = opts.workers
@@ -150,16 +152,17 @@ class RayBackend(Backend):
         if workers * CPUS_PER_WORKER > cpus + _EPS:
             raise WfvaeError(f"--model-workers {workers}: each model worker reserves {CPUS_PER_WORKER:g} CPU and the "
                              f"Ray cluster has {cpus:g}; pass fewer --model-workers")
-        per_worker = (cpus - workers * CPUS_PER_WORKER) / workers  # spare CPUs each worker's decodes may use
-        decode_cpus = opts.decode_cpus if opts.decode_cpus is not None else (1.0 if per_worker >= 1 else 0.0)
+        spare = cpus - workers * CPUS_PER_WORKER  # the cluster's CPUs the model workers leave for decoding
+        decode_cpus = opts.decode_cpus if opts.decode_cpus is not None else (1.0 if spare >= 1 else 0.0)
         if decode_cpus > 0:
-            slots = int(per_worker / decode_cpus + _EPS)
-            if slots < 1:
+            total = int(spare / decode_cpus + _EPS)  # decode tasks the whole cluster runs at once
+            if total < 1:
                 raise WfvaeError(
-                    f"--decode-cpus {decode_cpus:g}: {workers} model workers leave {per_worker:g} CPU(s) each "
-                    "for decoding, less than one decode task; use --decode-cpus 0 (decode shares the "
+                    f"--decode-cpus {decode_cpus:g}: {workers} model workers leave {spare:g} CPU(s) of the "
+                    "cluster for decoding, less than one decode task; use --decode-cpus 0 (decode shares the "
                     "workers' cores) or fewer --model-workers"
                 )
+            slots = math.ceil(total / workers)  # each worker keeps its share in flight (the backpressure)
         else:
             slots = 0
         return RaySizing(workers, gpw, decode_cpus, slots)

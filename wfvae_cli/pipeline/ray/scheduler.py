@@ -199,6 +199,8 @@ class ShardScheduler:
         t.model += shard.times.model
         t.model_wait += shard.times.model_wait
         t.write += shard.times.write
+        t.preprocess += shard.times.preprocess
+        t.batch += shard.times.batch
         st.done += shard.done
         st.failed += shard.failed
         st.model_s += shard.times.model
@@ -276,7 +278,8 @@ class ShardScheduler:
         live = {} if final else self.live
         times = RayStageTimes(
             wall=wall, decode=r.times.decode, model=r.times.model + sum(s[3] for s in live.values()),
-            model_wait=r.times.model_wait, write=r.times.write, workers=len(self.actors),
+            model_wait=r.times.model_wait, write=r.times.write, preprocess=r.times.preprocess,
+            batch=r.times.batch, workers=len(self.actors),
         )
         workers = []
         for st in self.status:

@@ -1,8 +1,10 @@
 """The model-worker actor: loads the model once, then encodes whole shards handed out by the scheduler.
 
-Decoding runs in Ray tasks reserved in the worker's own placement-group bundle (same node, its own CPUs),
-or, with ``decode_cpus == 0``, in threads of the worker's process exactly like a local run; every
-per-sample step is the shared code of :mod:`wfvae_cli.pipeline.stages`.
+Decoding runs in Ray tasks of ``decode_cpus`` CPUs each, placed by Ray anywhere in the cluster (the
+worker's node first, then wherever CPUs are free: CPU-only nodes add decode capacity), each worker keeping
+its share of the cluster's decode slots in flight, bounded in clips and in bytes (the backpressure); or,
+with ``decode_cpus == 0``, in threads of the worker's process exactly like a local run. Every per-sample
+step is the shared code of :mod:`wfvae_cli.pipeline.stages`; decoded clips travel as uint8.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import ray
 import torch
 from ray.exceptions import RayError
 from ray.util.placement_group import PlacementGroup
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from wfvae_cli import faults
 from wfvae_cli.errors import one_line
@@ -30,6 +31,7 @@ from wfvae_cli.pipeline.stages import (
     LatentEncoder,
     LoadedClip,
     Task,
+    clip_bytes,
     encode_loaded,
     encode_whole,
     load_clip,
@@ -90,15 +92,13 @@ class ModelWorker:
         self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        self.device = "cuda" if ray.get_gpu_ids() else opts.device
+        # a worker given a GPU uses it; otherwise the CPU ("auto" must not pick a GPU Ray did not assign)
+        self.device = "cuda" if ray.get_gpu_ids() else ("cpu" if opts.device == "auto" else opts.device)
         if self.device == "cpu":
             torch.set_num_threads(max(1, int(CPUS_PER_WORKER)))
         self.decode_cpus = decode_cpus
-        # Decode tasks run in this worker's own bundle: same node, its own CPUs (see the module docstring).
-        self._load = _load_clip_task.options(
-            num_cpus=decode_cpus,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
-        )
+        # Decode tasks are placed by Ray over the whole cluster, not in this worker's bundle (module docstring).
+        self._load = _load_clip_task.options(num_cpus=decode_cpus)
         # Errors here are configuration errors, the same on every retry: report them through ready() so
         # the coordinator stops with one clear line instead of watching workers die.
         location = opts.store_location  # a URL: every worker reaches the store itself, no shared disk
@@ -188,21 +188,21 @@ class ModelWorker:
         """Clips in row order from Ray decode tasks in this worker's bundle, ``prefetch`` in flight."""
         pending: deque[tuple[Task, ray.ObjectRef]] = deque()
         todo = iter(tasks)
-
-        def submit() -> None:
-            task = next(todo, None)
-            if task is not None:
-                pending.append((task, self._load.remote(task, self.opts, self.env)))
-
-        for _ in range(self.prefetch):
-            submit()
-        while pending:
+        nxt = next(todo, None)
+        held = 0  # bytes of the clips in flight or ready: at most opts.prefetch_bytes (one clip always goes)
+        while nxt is not None or pending:
+            while nxt is not None and (not pending or (len(pending) < self.prefetch
+                                                       and held + clip_bytes(nxt) <= self.opts.prefetch_bytes)):
+                pending.append((nxt, self._load.remote(nxt, self.opts, self.env)))
+                held += clip_bytes(nxt)
+                nxt = next(todo, None)
             task, ref = pending.popleft()
-            submit()
+            held -= clip_bytes(task)
             try:
-                yield ray.get(ref)
+                clip = ray.get(ref)
             except RayError as exc:  # the decode process died on every retry (e.g. a decoder segfault)
-                yield LoadedClip(task, None, error=f"decode worker died: {type(exc).__name__}")
+                clip = LoadedClip(task, None, error=f"decode worker died: {type(exc).__name__}")
+            yield clip
 
 
 def _crash_hook(batch: list[LoadedClip]) -> None:
