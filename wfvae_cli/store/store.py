@@ -25,6 +25,7 @@ import numpy.typing as npt
 import zarr
 
 from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.index import IndexColumns, read_columns
 from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
     LOCKS_DIR,
@@ -36,7 +37,6 @@ from wfvae_cli.store.layout import (
     decode_extra,
     read_rejected,
     to_str,
-    to_str_list,
     write_index,
     write_rejected,
 )
@@ -146,7 +146,8 @@ class LatentStore:
     # ------------------------------------------------------------------ status
     def status(self, bucket: str) -> np.ndarray:
         """A fresh read of the ``status`` array of ``bucket`` (uint8, see :class:`Status`)."""
-        return np.asarray(self.array(bucket, "status")[:], dtype=np.uint8)
+        # sliced to the recorded row count: an append interrupted after resizing shows no phantom rows
+        return np.asarray(self.array(bucket, "status")[: self.info(bucket).num_samples], dtype=np.uint8)
 
     def pending_samples(self, bucket: str, *, include_failed: bool = False) -> np.ndarray:
         """Rows still to encode (status pending, plus failed ones when retrying them)."""
@@ -367,34 +368,14 @@ class LatentStore:
         sample.update(bucket=bucket, row=row, **self.read_sample_info(bucket, row))
         return sample
 
+    def index_columns(self, bucket: str) -> IndexColumns:
+        """The planned rows of ``bucket`` as numpy columns (one read per index array; see store/index.py)."""
+        n = self.info(bucket).num_samples
+        return read_columns(lambda name: self.array(bucket, name) if self._has_array(bucket, name) else None, n)
+
     def records(self, bucket: str) -> list[SampleRecord]:
-        """The planned rows of ``bucket`` as :class:`SampleRecord` (for resume checks and tooling)."""
-        arr = self.array
-        columns = {
-            name: arr(bucket, name)[:]
-            for name in ("clip_start", "clip_end", "frame_indices", "fps", "width", "height")
-        }
-        sources = to_str_list(arr(bucket, "source")[:])
-        captions = to_str_list(arr(bucket, "caption")[:])
-        keys, extras = (
-            to_str_list(arr(bucket, name)[:]) if self._has_array(bucket, name) else [""] * len(sources)
-            for name in OPTIONAL_INDEX_ARRAYS
-        )
-        return [
-            SampleRecord(
-                source=sources[i],
-                clip_start=int(columns["clip_start"][i]),
-                clip_end=int(columns["clip_end"][i]),
-                frame_indices=tuple(int(k) for k in columns["frame_indices"][i]),
-                fps=float(columns["fps"][i]),
-                width=int(columns["width"][i]),
-                height=int(columns["height"][i]),
-                caption=captions[i],
-                key=keys[i],
-                extra=extras[i],
-            )
-            for i in range(len(sources))
-        ]
+        """The planned rows of ``bucket`` as :class:`SampleRecord` (tooling; pipelines use :meth:`index_columns`)."""
+        return self.index_columns(bucket).records()
 
     def check_plan(self, plan: Sequence[BucketPlan]) -> None:
         """Refuse to resume with a plan whose buckets or rows differ from the stored ones.
@@ -415,13 +396,15 @@ class LatentStore:
                     f"{self.path} bucket {p.bucket_id} is {info.num_samples} x {info.latent_shape} but the new plan "
                     f"has {len(p.samples)} x {p.latent_shape}; rerun with --overwrite to re-plan"
                 )
-            for row, (old, new) in enumerate(zip(self.records(p.bucket_id), p.samples, strict=True)):
-                if old != new:
-                    raise StoreError(
-                        f"{self.path} bucket {p.bucket_id} row {row} is {old.source!r} "
-                        f"[{old.clip_start}:{old.clip_end}] but the new plan has {new.source!r} "
-                        f"[{new.clip_start}:{new.clip_end}]; rerun with --overwrite to re-plan"
-                    )
+            stored = self.index_columns(p.bucket_id)
+            row = stored.first_difference(IndexColumns.from_records(p.samples))  # vectorised, column by column
+            if row is not None:
+                old, new = stored.record(row), p.samples[row]
+                raise StoreError(
+                    f"{self.path} bucket {p.bucket_id} row {row} is {old.source!r} "
+                    f"[{old.clip_start}:{old.clip_end}] but the new plan has {new.source!r} "
+                    f"[{new.clip_start}:{new.clip_end}]; rerun with --overwrite to re-plan"
+                )
 
 
 def _open_root(location: StoreLocation, mode: Literal["r", "r+", "w-"], **kwargs: Any) -> zarr.Group:

@@ -111,18 +111,22 @@ def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[Samp
     for name in store.meta.latent_names:
         arr = store.array(bucket, name)
         try:
-            block = np.asarray(arr[lo:hi])
-            values = {int(r): block[int(r) - lo] for r in rows}
+            block = np.asarray(arr[lo:hi])[rows - lo]
+            readable = rows
         except Exception:  # corrupt chunk or shard index: find which rows
-            values = {}
+            good, ok_rows = [], []
             for r in rows:
                 try:
-                    values[int(r)] = np.asarray(arr[int(r)])
+                    good.append(np.asarray(arr[int(r)]))
+                    ok_rows.append(int(r))
                 except Exception as exc:
                     problems.setdefault(int(r), f"{name} unreadable ({one_line(exc, limit=200)})")
-        for r, value in values.items():
-            if not np.isfinite(value).all():
-                problems.setdefault(r, f"{name} has NaN/Inf values or a missing chunk")
+            readable = np.array(ok_rows, dtype=np.int64)
+            block = np.stack(good) if good else np.zeros((0, 1), dtype=arr.dtype)
+        # one vectorised finiteness test per shard (a row per sample), not one numpy call per row
+        bad = ~np.isfinite(block.reshape(len(readable), -1)).all(axis=1) if len(readable) else np.zeros(0, bool)
+        for r in readable[bad]:
+            problems.setdefault(int(r), f"{name} has NaN/Inf values or a missing chunk")
     return [SampleProblem(bucket, r, reason) for r, reason in sorted(problems.items())]
 
 
