@@ -55,3 +55,14 @@ def test_filesystem_reaches_the_server(s3_bucket):
     fs.pipe(path, b"hello")
     assert fs.cat(path) == b"hello"
     assert fs.ls(f"{s3_bucket}/dir", detail=False) == [f"{s3_bucket}/dir/x.txt"]
+
+
+def test_empty_endpoint_variable_is_one_line(monkeypatch):
+    """A blank AWS_ENDPOINT_URL made obstore panic on its first request; now it is a one-line error naming it."""
+    from wfvae_cli.storage import StorageError, obstore_options
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    with pytest.raises(StorageError, match=r"AWS_ENDPOINT_URL is set but empty; unset it"):
+        obstore_options("s3", None)
+    assert obstore_options("s3", {"endpoint_url": "http://127.0.0.1:9000"})["endpoint"] == "http://127.0.0.1:9000"

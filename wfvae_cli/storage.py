@@ -227,6 +227,14 @@ def obstore_options(scheme: str, options: dict[str, Any] | None) -> dict[str, An
                 out[dst] = flat[src]
         if flat.get("anon"):
             out["skip_signature"] = True
+        if "endpoint" not in out:
+            # obstore reads these itself, and an empty one makes its request signer panic (a BaseException
+            # that no error mapping sees) on the first request instead of failing with a message.
+            for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"):
+                if name in os.environ and not os.environ[name].strip():
+                    raise StorageError(
+                        f"{name} is set but empty; unset it (unset {name}) or set it to the S3 endpoint URL"
+                    )
         endpoint = out.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if str(endpoint or "").startswith("http://"):
             client_options.setdefault("allow_http", True)
@@ -315,3 +323,19 @@ def storage_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES) and v}
+
+
+def adopt_storage_env(env: dict[str, str], *, replace: bool = False) -> None:
+    """Make ``env`` (a :func:`storage_env` of another process) this process's cloud-client environment.
+
+    ``replace=True`` also removes the cloud variables ``env`` does not have, so this process mirrors the other
+    exactly (a decode worker mirrors its parent, whose settings may change after the worker started, e.g. when
+    a job points ``AWS_ENDPOINT_URL`` at a server). Without it, variables are only added or overwritten (a Ray
+    node keeps what it set for itself).
+    """
+    import os
+
+    if replace:
+        for name in [k for k in os.environ if k.startswith(STORAGE_ENV_PREFIXES) and k not in env]:
+            del os.environ[name]
+    os.environ.update(env)

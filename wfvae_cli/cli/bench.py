@@ -87,6 +87,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _emit_json(data: dict[str, Any], report_path: Path | None, as_json: bool) -> bool:
+    """Write ``--report`` and print ``--json`` the one way every bench command does; True if stdout got JSON
+    (the caller then prints no table, so stdout stays parseable)."""
+    if report_path:
+        _write_json(report_path, data)
+    if as_json:
+        print_json(data)
+    return as_json
+
+
 @bench_app.callback()
 def bench(
     ctx: typer.Context,
@@ -185,12 +195,7 @@ def recon(
     )
     with _progress("recon") as update:
         report = run_recon(settings, progress=update)
-    data = report.to_dict()
-    if report_path:
-        _write_json(report_path, data)
-    if as_json:
-        print_json(data)
-    else:
+    if not _emit_json(report.to_dict(), report_path, as_json):
         ui.out.print(recon_table(report))
     esc = ui.esc
     for name, why in report.unavailable.items():
@@ -257,12 +262,7 @@ def pipeline(
     finally:
         if out is None:
             shutil.rmtree(target.parent, ignore_errors=True)
-    data = report.to_dict()
-    if report_path:
-        _write_json(report_path, data)
-    if as_json:
-        print_json(data)
-    else:
+    if not _emit_json(report.to_dict(), report_path, as_json):
         for line in render_text(report):
             ui.out.print(line, markup=False, highlight=False, soft_wrap=True)
     if report.failed:

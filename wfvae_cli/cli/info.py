@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from wfvae_cli.cli import console as ui
-from wfvae_cli.cli.options import flag, parse_resolution, print_json
+from wfvae_cli.cli.options import STORE_OPTIONS_HELP, flag, parse_resolution, print_json
 from wfvae_cli.errors import WfvaeError
 
 #: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
@@ -19,7 +19,7 @@ def info(
     res: str = typer.Option("256", "--resolution", help="Input resolution for the latent shape: N or HxW."),
     frames: int = typer.Option(33, "--frames", help="Input frames for the latent shape (4k+1)."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON instead of tables."),
-    storage_options: str | None = typer.Option(None, "--storage-options", help="JSON object of fsspec options for a store URL (s3://…)."),
+    storage_options: str | None = typer.Option(None, "--storage-options", help=STORE_OPTIONS_HELP),
 ) -> None:
     """Show a model (config, parameter counts, fingerprint, compression, latent shape) or a latent store
     (metadata, samples per bucket and status, size on disk)."""

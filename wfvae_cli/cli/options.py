@@ -17,6 +17,9 @@ from wfvae_cli.devices import check_device as check_device
 from wfvae_cli.dtypes import DTYPE_NAMES, STORE_DTYPES, check_dtype
 from wfvae_cli.errors import WfvaeError
 
+#: `--storage-options` of the commands that open a store (info, verify, decode)
+STORE_OPTIONS_HELP = "JSON object of fsspec options for a store URL (s3://…); credentials otherwise come from the standard env/config files."
+
 # compatibility names: the one pair of consoles lives in cli/console.py
 console = _console.out
 err_console = _console.err

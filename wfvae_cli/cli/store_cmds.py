@@ -7,15 +7,13 @@ from pathlib import Path
 import typer
 
 from wfvae_cli.cli import console as ui
-from wfvae_cli.cli.options import flag, human_bytes, print_json
+from wfvae_cli.cli.options import STORE_OPTIONS_HELP, flag, human_bytes, print_json
 from wfvae_cli.errors import EXIT_OK, EXIT_PARTIAL
 
 #: this module's commands; cli/app.py adds them to the `wfvae` app (commands never import the app)
 app = typer.Typer()
 
 
-#: `--storage-options` of the store commands (a store on object storage; env credentials otherwise)
-STORE_OPTIONS_HELP = "JSON object of fsspec options for a store URL (s3://…); credentials otherwise come from the standard env/config files."
 
 
 @app.command()

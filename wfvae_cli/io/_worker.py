@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wfvae_cli import faults
+from wfvae_cli import faults, storage
 from wfvae_cli.errors import WfvaeError
 from wfvae_cli.io import _backends, remote
 from wfvae_cli.io._backends import VideoInfo
@@ -155,8 +155,9 @@ def _serve(sock: socket.socket) -> None:
             return
         if kind in ("more", "stop"):
             continue  # flow control left over from a stream that already ended
-        if kind == "config":  # the parent's storage options (io/remote.py), sent before a job that needs them
+        if kind == "config":  # the parent's storage options and cloud environment, sent when they change
             remote.set_storage_options(msg[1])
+            storage.adopt_storage_env(msg[2], replace=True)
             continue
         job, path, hang = msg[1], msg[2], msg[3]
         try:
@@ -227,7 +228,7 @@ class DecodeWorker:
         _all.add(self)
         self._sock = parent
         self._job = 0
-        self._options: dict | None = None  # storage options last sent to the child
+        self._config: tuple[dict, dict[str, str]] | None = None  # (storage options, cloud env) last sent
         try:
             ready, _, _ = select.select([parent], [], [], STARTUP_TIMEOUT)
             msg = _recv(parent)[0] if ready else ("no answer",)
@@ -307,10 +308,12 @@ class DecodeWorker:
     def _submit(self, kind: str, path: str, *args: object) -> int:
         self._job += 1
         hang = faults.decode_hangs(path)
-        options = remote.storage_options()
-        if options != self._options:  # the child opens URLs itself, with the parent's current options
-            _send(self._sock, ("config", options))
-            self._options = options
+        # The child opens URLs itself, with the parent's current options and cloud variables: a pooled worker may
+        # have started before either was set (an endpoint exported by a test fixture or a notebook cell).
+        config = (remote.storage_options(), storage.storage_env())
+        if config != self._config:
+            _send(self._sock, ("config", *config))
+            self._config = config
         _send(self._sock, (kind, self._job, path, hang, *args))
         return self._job
 

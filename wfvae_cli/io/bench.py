@@ -125,13 +125,9 @@ def raw_decode_rate(
             raw_decode_rate(paths, clip_spec, size, b, processes, crop=crop, verified=verified, repeat=repeat)
             for b in available_backends()
         )
-    if backend not in ("pyav", *_MODULES):
-        raise WfvaeError(f"unknown backend {backend!r}: use best, pyav, decord or torchcodec")
-    if backend in _MODULES and not _MODULES[backend].available():
-        raise WfvaeError(f"backend {backend!r} is not installed here")
-    if processes < 1:
-        raise WfvaeError(f"processes must be >= 1, got {processes}")
-    return _rate(plan_jobs(paths, clip_spec), size, backend, processes, crop, verified, repeat)
+    return raw_decode_stats(
+        paths, clip_spec, size, backend, processes, crop=crop, verified=verified, repeat=repeat
+    ).clips_per_s
 
 
 @dataclass(frozen=True)
@@ -159,7 +155,9 @@ def raw_decode_stats(
 ) -> RawDecodeStats:
     """:func:`raw_decode_rate` of one concrete backend, with the CPU seconds per clip of its best run."""
     if backend not in ("pyav", *_MODULES):
-        raise WfvaeError(f"unknown backend {backend!r}: use pyav, decord or torchcodec")
+        raise WfvaeError(
+            f"unknown backend {backend!r}: use pyav, decord or torchcodec (raw_decode_rate also takes best)"
+        )
     if backend in _MODULES and not _MODULES[backend].available():
         raise WfvaeError(f"backend {backend!r} is not installed here")
     if processes < 1:

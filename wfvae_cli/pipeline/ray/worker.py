@@ -38,6 +38,7 @@ from wfvae_cli.pipeline.stages import (
     prefetch_clips,
     write_error,
 )
+from wfvae_cli.storage import adopt_storage_env
 from wfvae_cli.store import StoreError, open_store
 
 #: CPUs a model worker reserves (and torch threads it uses on CPU): it runs the model loop and the
@@ -55,7 +56,7 @@ LOCK_WAIT = 60.0
 def _load_clip_task(task: Task, opts: EncodeOptions, env: dict[str, str] | None = None) -> LoadedClip:
     """CPU decode + resize/crop of one clip in a Ray task: the shared stage, unchanged."""
     if env:
-        os.environ.update(env)  # the driver's storage endpoint/credentials (URL inputs), see ModelWorker
+        adopt_storage_env(env)  # the driver's storage endpoint/credentials (URL inputs), see ModelWorker
     return load_clip(task, opts)
 
 
@@ -87,7 +88,7 @@ class ModelWorker:
         # process explicitly, not through the cluster's start-up environment: a cluster started before the job
         # (or on other machines) has its own, and the store and URL inputs must be the driver's.
         self.env = dict(env or {})
-        os.environ.update(self.env)
+        adopt_storage_env(self.env)
         self.error = ""
         self.current: tuple[str, int, RunResult] = ("", -1, RunResult())
         self.node_id = ray.get_runtime_context().get_node_id()
