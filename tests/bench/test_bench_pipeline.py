@@ -117,3 +117,13 @@ def test_bench_pipeline_cli_json(videos, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "wfvae_cli", "bench", "pipeline", str(videos), "--model-time", "-1",
                           "--no-raw"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--model-time" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_backend_that_cannot_decode_is_left_out_with_a_note(videos, tmp_path):
+    """The limit is the fastest loop that can read the files: one that cannot (decord has no AV1 decoder, say)
+    is dropped with a note instead of ending the bench."""
+    report = run_pipeline_bench(_opts(videos, tmp_path / "b.zarr"), model_time=0.0,
+                                raw_backends=["pyav", "no-such-decoder"])
+    data = report.to_dict()
+    assert set(data["raw_decode"]) == {"pyav"} and data["raw_decode_backend"] == "pyav"
+    assert any("no-such-decoder" in n and "left out" in n for n in data["notes"]), data["notes"]

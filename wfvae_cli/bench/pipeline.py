@@ -35,7 +35,7 @@ from typing import Any
 
 from wfvae_cli.bench.machine import machine_info, now_iso
 from wfvae_cli.bench.standin import StandInModel
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.pipeline.options import EncodeOptions, usable_cores
 
 PIPELINE_SCHEMA = "wfvae-bench-pipeline/1"
@@ -263,15 +263,23 @@ class PipelineBenchReport:
 
 # ------------------------------------------------------------------------------------------ the run
 def _raw_rates(paths: list[str], opts: EncodeOptions, config: Any, processes: int, backends: list[str],
-               into: dict[str, dict[str, float]], when: str, progress: ProgressFn | None) -> None:
+               into: dict[str, dict[str, float]], when: str, progress: ProgressFn | None, notes: list[str]) -> None:
+    """Measure each of ``backends`` on ``paths``; one that cannot read them (decord without an AV1 decoder,
+    say) is dropped from ``backends`` with a note: the limit is the fastest loop that *can* decode the files."""
     from wfvae_cli.io.bench import raw_decode_stats
 
     assert opts.size is not None
     spec = opts.clip_spec(config.temporal_factor)
-    for k, backend in enumerate(backends):
+    for k, backend in enumerate(list(backends)):
         if progress:
             progress(k, len(backends), f"bare {backend} decode ({when})")
-        stats = raw_decode_stats(paths, spec, opts.size, backend, processes, crop=opts.crop)  # type: ignore[arg-type]
+        try:
+            stats = raw_decode_stats(paths, spec, opts.size, backend, processes, crop=opts.crop)  # type: ignore[arg-type]
+        except Exception as exc:  # any decoder library's own error type: this backend is out of the comparison
+            backends.remove(backend)
+            into.pop(backend, None)
+            notes.append(f"bare {backend} cannot decode these files, left out of the limit: {one_line(exc)}")
+            continue
         into.setdefault(backend, {})[when] = stats.clips_per_s
         into[backend][f"cpu_s_per_clip_{when}"] = stats.cpu_s_per_clip
 
@@ -309,7 +317,7 @@ def run_pipeline_bench(
     load_before = os.getloadavg()
     paths = [s.path for s in discover_videos(opts.inputs, columns=opts.columns,
                                              storage_options=opts.storage_options).sources]
-    backends = raw_backends or available_backends()
+    backends = list(raw_backends or available_backends())
     raw_rates: dict[str, dict[str, float]] = {}
     local_files = [p for p in paths if "://" not in p]
     notes: list[str] = []
@@ -317,7 +325,7 @@ def run_pipeline_bench(
         notes.append("the bare-decoder limit is measured on local files only (URL inputs skipped)")
     raw = raw and bool(local_files)
     if raw:
-        _raw_rates(local_files, opts, config, cores, backends, raw_rates, "before", progress)
+        _raw_rates(local_files, opts, config, cores, backends, raw_rates, "before", progress, notes)
 
     meter = CpuMeter()
     marks: dict[str, float] = {}
@@ -338,7 +346,7 @@ def run_pipeline_bench(
         if not keep_store:
             shutil.rmtree(opts.out, ignore_errors=True)
     if raw:
-        _raw_rates(local_files, opts, config, cores, backends, raw_rates, "after", progress)
+        _raw_rates(local_files, opts, config, cores, backends, raw_rates, "after", progress, notes)
     load_after = os.getloadavg()
     times = summary.times
     stage_s = {
