@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 
-from wfvae_cli.store.errors import StoreError
+from wfvae_cli.errors import one_line
+from wfvae_cli.store.errors import StoreError, UnreadableSampleError
 from wfvae_cli.store.index import IndexColumns, read_columns
 from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
@@ -220,6 +221,17 @@ class LatentStore:
         with self.shard_writer(bucket, self.shard_of(bucket, index), wait=None, retry_failed=True) as writer:
             writer.add(index, encode_seconds=encode_seconds, **latents)
 
+    def reset_rows(self, bucket: str, problems: Mapping[int, str]) -> None:
+        """Take rows of ``bucket`` back to pending, ``row -> reason`` (latents missing or unreadable: see
+        :func:`~wfvae_cli.store.verify.find_damaged`); the next encode run re-encodes exactly those rows."""
+        by_shard: dict[int, dict[int, str]] = {}
+        for row, reason in problems.items():
+            by_shard.setdefault(self.shard_of(bucket, int(row)), {})[int(row)] = reason
+        for shard, rows in sorted(by_shard.items()):
+            with self.shard_writer(bucket, shard, wait=None, retry_failed=True) as writer:
+                writer.reset(rows)
+        self.refresh()
+
     def mark_failed(self, bucket: str, index: int, message: str) -> None:
         """Record that row ``index`` failed with ``message`` (serialised through the shard's owner lock)."""
         with self.shard_writer(bucket, self.shard_of(bucket, index), wait=None, retry_failed=True) as writer:
@@ -338,8 +350,40 @@ class LatentStore:
             yield self[i]
 
     def read_latents(self, bucket: str, row: int) -> dict[str, np.ndarray]:
-        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype."""
-        return {name: np.asarray(self.array(bucket, name)[row]) for name in self.meta.latent_names}
+        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype.
+
+        Raises :class:`UnreadableSampleError` for a row whose latents cannot be trusted instead of returning
+        zarr's NaN fill value: a chunk that is missing (deleted shard file or chunk), fails its checksum, or
+        belongs to a row that is not done. The writer never stores a non-finite latent (such a row is marked
+        failed), so a done row that reads non-finite is always missing or damaged data.
+        """
+        out = {}
+        for name in self.meta.latent_names:
+            try:
+                value = np.asarray(self.array(bucket, name)[row])
+            except (IndexError, StoreError):
+                raise
+            except Exception as exc:  # a checksum mismatch, a truncated shard, an object-store read error
+                raise self._unreadable(bucket, row, f"{name} is unreadable ({one_line(exc, limit=200)})") from exc
+            if not np.isfinite(value).all():
+                raise self._unreadable(bucket, row, f"{name} is missing (it reads as the fill value)")
+            out[name] = value
+        return out
+
+    def _unreadable(self, bucket: str, row: int, what: str) -> UnreadableSampleError:
+        """The error for a row that cannot be read, naming it, its status and the fix."""
+        info = self.info(bucket)
+        state = Status(int(self.array(bucket, "status")[row])).name.lower() if 0 <= row < info.num_samples else "?"
+        key = self._index_value(bucket, "key", row)
+        source = self._index_value(bucket, "source", row)
+        if state != "done":
+            fix = "only done rows hold latents; finish the encode (rerun the same command)"
+        else:
+            fix = (f"the store is damaged: `wfvae verify {self.path}` lists every such row, and rerunning the same "
+                   "wfvae encode command re-encodes them")
+        return UnreadableSampleError(
+            f"{self.path}: bucket {bucket} row {row} (key {key!r}, source {source!r}, status {state}): {what}; {fix}"
+        )
 
     def read_sample_info(
         self, bucket: str, row: int, fields: Sequence[str] = tuple(_INDEX_FIELDS)
