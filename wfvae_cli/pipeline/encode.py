@@ -20,7 +20,7 @@ from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
-from wfvae_cli.pipeline.stages import Task
+from wfvae_cli.pipeline.stages import Task, clear_checkpoints
 from wfvae_cli.storage import StorageError
 from wfvae_cli.store import (
     LatentStore,
@@ -259,6 +259,8 @@ def _encode_dataset(
     result = backend.run(store, tasks, progress)
     warnings.extend(backend.warnings)
     store.refresh()
+    if opts.clip_mode == "full":
+        clear_checkpoints(store)  # rows now done or failed (also leftovers of killed runs)
     if all(store.counts(b)["pending"] == 0 for b in store.buckets) and (result.done or result.failed or repaired
                                                                         or not store.meta.completed_at):
         store.finalize(utc_now())

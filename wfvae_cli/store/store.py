@@ -31,6 +31,7 @@ from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
     LOCKS_DIR,
     OPTIONAL_INDEX_ARRAYS,
+    STREAM_DIR,
     BucketInfo,
     Compression,
     Status,
@@ -143,6 +144,59 @@ class LatentStore:
     def chunk_file(self, bucket: str, name: str, shard: int) -> Path:
         """The file holding shard ``shard`` of a latent array (local stores; see :meth:`chunk_key`)."""
         return self.location.local_path("a chunk file") / self.chunk_key(bucket, name, shard)
+
+    # ------------------------------------------------------------------ stream checkpoints
+    def stream_key(self, bucket: str, row: int, name: str = "") -> str:
+        """Key of a checkpoint object of row ``row`` (``name=""``: the row's checkpoint prefix; see layout.py)."""
+        self.info(bucket).shard_of(row)  # validates
+        return f"{BUCKETS_GROUP}/{bucket}/status/{STREAM_DIR}/{row}/{name}"
+
+    def put_stream_object(self, bucket: str, row: int, name: str, data: bytes) -> None:
+        """Write one checkpoint object (atomic: a file replace or one PUT) and make it durable before returning,
+        so that an object written after it may refer to it (the write-then-mark rule, for checkpoints)."""
+        self._require_writable()
+        key = self.stream_key(bucket, row, name)
+        _put_all(self.location.zarr_store(read_only=False), {key: data})
+        self.location.sync(key)
+
+    def get_stream_object(self, bucket: str, row: int, name: str) -> bytes | None:
+        """A checkpoint object, or ``None`` when it does not exist."""
+        try:
+            return _get_all(self.location.zarr_store(read_only=True), [self.stream_key(bucket, row, name)])[
+                self.stream_key(bucket, row, name)]
+        except KeyError:
+            return None
+
+    def clear_streams(self, bucket: str, rows: Sequence[int] | None = None) -> int:
+        """Delete the checkpoints of ``rows`` (default: of every row that is not pending any more); returns how
+        many rows had one. One listing of the bucket's checkpoint prefix, then one delete per object."""
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        self._require_writable()
+        store = self.location.zarr_store(read_only=False)
+        prefix = f"{BUCKETS_GROUP}/{bucket}/status/{STREAM_DIR}"
+
+        async def listed() -> list[str]:
+            return [k async for k in store.list_dir(prefix)]
+
+        try:
+            present = {int(name.strip("/")) for name in sync(listed()) if name.strip("/").isdigit()}
+        except FileNotFoundError:
+            return 0
+        if rows is None:
+            status = self.status(bucket)
+            wanted = {r for r in present if status[r] != Status.PENDING}
+        else:
+            wanted = present & {int(r) for r in rows}
+
+        async def delete_all() -> None:
+            await asyncio.gather(*(store.delete_dir(f"{prefix}/{r}") for r in sorted(wanted)))
+
+        if wanted:
+            sync(delete_all())
+        return len(wanted)
 
     # ------------------------------------------------------------------ status
     def status(self, bucket: str) -> np.ndarray:
