@@ -204,3 +204,41 @@ def test_bad_device_fails_before_anything_exists(videos, tmp_path, device):
     with pytest.raises(WfvaeError, match=f"--device '?{device}"):
         encode_dataset(options([videos], tmp_path / "s.zarr", device=device))
     assert list(tmp_path.iterdir()) == []  # no store, no lease file
+
+
+# ------------------------------------------------------------------------------- item 8: a real full disk
+def _fill(path: Path, slack: int) -> None:
+    """Fill the file system of ``path`` up to ENOSPC, then free ``slack`` bytes."""
+    ballast = path / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\1" * 4096) == 4096:
+            pass
+    except OSError:
+        pass  # ENOSPC: full
+    finally:
+        os.close(fd)
+    os.truncate(ballast, max(0, ballast.stat().st_size - slack))
+
+
+@pytest.mark.parametrize("slack", [0, 24 * 1024])
+def test_enospc_on_a_real_tmpfs_then_rerun_completes(videos, reference, tmp_path, slack):
+    """ENOSPC from a real (small) tmpfs once the store exists: one clear error, done rows intact, the same command
+    completes the store after space is freed, equal to an uninterrupted run."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with mounted("tmpfs", None, disk, size="4m"):
+        out = disk / "s.zarr"
+
+        def on_plan(stage: str, done: int, total: int) -> None:
+            if stage.startswith("encoding"):  # the store is created: now the disk fills up
+                _fill(disk, slack)
+
+        with pytest.raises(WfvaeError, match=r"No space left on device.*rerun the same command"):
+            encode_dataset(options([videos], out), on_plan=on_plan)
+        partial = open_store(out)
+        assert verify(out).ok and len(partial) == partial.counts("9x64x64")["done"] < 4
+        (disk / "ballast").unlink()
+        again = encode_dataset(options([videos], out))
+        assert again.ok and again.done == 4 - len(partial)
+        assert_same_store(reference, out)
