@@ -145,9 +145,9 @@ class StreamCheckpoint:
     """The progress of one ``--clip-mode full`` video, kept in the store next to its row, so that a killed run
     loses at most the chunk it was encoding.
 
-    After every chunk the latent frames it produced are written as their own object (``part-000007``) and then
-    the session's state (``state``: frames consumed, the Causal Cache, how many parts count, a fingerprint): the
-    state object is the commit record, written last, so a kill at any point leaves either the previous state or
+    After every chunk the latent frames it produced are written as their own object (``part-<fingerprint>-000007``),
+    then the session's state (``state``: frames consumed, the Causal Cache, how many parts count, a fingerprint):
+    the state object is the commit record, written last, so a kill at any point leaves either the previous state or
     the new one, each with all the parts it names. A rerun restores the cache, decodes from the next frame on
     and pushes the same chunks an uninterrupted run would have pushed, so the row's latents are bit-identical.
 
@@ -161,6 +161,10 @@ class StreamCheckpoint:
     def __init__(self, store: LatentStore, task: Task, fingerprint: str) -> None:
         self.store, self.task, self.fingerprint = store, task, fingerprint
         self.parts = 0
+
+    def _part(self, k: int) -> str:
+        """Name of part ``k``: the fingerprint is in it, so a state never names a part made under other settings."""
+        return f"part-{self.fingerprint[:16]}-{k:06d}"
 
     @staticmethod
     def _dumps(obj: object) -> bytes:
@@ -183,7 +187,7 @@ class StreamCheckpoint:
                 return None
             parts = []
             for k in range(int(state["parts"])):
-                part = self._load(f"part-{k:06d}", device)
+                part = self._load(self._part(k), device)
                 if part is None:
                     return None
                 parts.append(DiagonalGaussian(part["mean"], part["logvar"]))
@@ -196,7 +200,7 @@ class StreamCheckpoint:
         """Commit one more chunk: its latent part first, then the state naming it (``session=None``: complete)."""
         faults.stream_checkpoint(before=True)
         t, r = self.task, self.task.row
-        self.store.put_stream_object(t.bucket, r, f"part-{self.parts:06d}",
+        self.store.put_stream_object(t.bucket, r, self._part(self.parts),
                                      self._dumps({"mean": part.mean.detach(), "logvar": part.logvar.detach()}))
         self.parts += 1
         state = {"fingerprint": self.fingerprint, "frames": frames, "parts": self.parts, "session": session}

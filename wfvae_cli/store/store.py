@@ -155,6 +155,8 @@ class LatentStore:
         """Write one checkpoint object (atomic: a file replace or one PUT) and make it durable before returning,
         so that an object written after it may refer to it (the write-then-mark rule, for checkpoints)."""
         self._require_writable()
+        if self.lease is not None:
+            self.lease.check()  # fenced like a commit: a job that lost its lease never overwrites a checkpoint
         key = self.stream_key(bucket, row, name)
         _put_all(self.location.zarr_store(read_only=False), {key: data})
         self.location.sync(key)
