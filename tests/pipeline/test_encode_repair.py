@@ -199,6 +199,31 @@ def test_rerun_of_a_chmod_read_only_copy(videos, reference, tmp_path):
         subprocess.run(["chmod", "-R", "u+w", str(out.parent)], check=True)
 
 
+def test_rerun_through_read_only_zarr_stores_and_a_refused_lease(videos, reference, tmp_path, monkeypatch):
+    """Without root or mounts (any CI): every zarr store opened read-only and the lease write refused (as with
+    read-only object-storage credentials): a finished store reruns fine; any write attempt would raise."""
+    import errno
+
+    from wfvae_cli.store.lease import LocalBlob
+    from wfvae_cli.store.location import StoreLocation
+
+    out = _copy(reference, tmp_path)
+    before = _tree(out)
+    original = StoreLocation.zarr_store
+    monkeypatch.setattr(StoreLocation, "zarr_store", lambda self, read_only: original(self, read_only=True))
+
+    def refused(self, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(LocalBlob, "create", refused)
+    again = encode_dataset(options([videos], out))
+    assert again.ok and again.done == 0 and again.already_done == 4
+    assert _tree(out) == before
+    open_store(out).chunk_file("9x64x64", "mean", 0).unlink()
+    with pytest.raises(WfvaeError, match=r"cannot be written \(Permission denied\).*2 done row\(s\) had missing"):
+        encode_dataset(options([videos], out))
+
+
 @pytest.mark.parametrize("device", ["bogus", "gpu"] + ([] if __import__("torch").cuda.is_available() else ["cuda"]))
 def test_bad_device_fails_before_anything_exists(videos, tmp_path, device):
     with pytest.raises(WfvaeError, match=f"--device '?{device}"):
