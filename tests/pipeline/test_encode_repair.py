@@ -8,6 +8,7 @@ an uninterrupted run bit for bit (tests/conftest.py: assert_same_store).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -114,8 +115,12 @@ def test_flipped_byte_is_seen_by_repair_and_by_the_reader(videos, reference, tmp
     with pytest.raises(UnreadableSampleError, match=rf"row {bad[0]} .*mean is unreadable"):
         open_store(out).read_latents("9x64x64", bad[0])
     assert encode_dataset(options([videos], out)).done == 0  # the cheap check reads no latents: not seen
-    fixed = encode_dataset(options([videos], out, repair=True))
-    assert fixed.done == 1 and f"row {bad[0]}" in fixed.warnings[0]
+    args = ["encode", str(videos), "--out", str(out), "--model", MODEL, "--frames", "9", "--resolution", "64",
+            "--shard-size", "2", "--repair", "--json"]  # the CLI flag, as a user types it
+    cli = subprocess.run([sys.executable, "-m", "wfvae_cli", *args], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    fixed = json.loads(cli.stdout)
+    assert fixed["done"] == 1 and f"row {bad[0]}" in fixed["warnings"][0]
     assert_same_store(reference, out)
 
 
