@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -157,3 +158,34 @@ def s3_bucket(s3_endpoint, request) -> str:
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+# --- real mounts for the full-disk and read-only tests ----------------------------------------------------------
+@contextlib.contextmanager
+def mounted(kind: str, source: Path | None, target: Path, size: str = "1m"):
+    """Mount a small tmpfs (``kind="tmpfs"``, ``size`` bytes, a real ENOSPC when full) or a read-only bind of
+    ``source`` (``kind="bind-ro"``: EROFS on every write, also for root) at ``target``; unmounted on exit.
+
+    Skips the test, with the reason, where the test cannot mount (not root, no CAP_SYS_ADMIN, a sandbox).
+    """
+    import subprocess
+
+    if kind == "tmpfs":
+        steps = [["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)]]
+    elif kind == "bind-ro":
+        steps = [["mount", "--bind", str(source), str(target)], ["mount", "-o", "remount,bind,ro", str(target)]]
+    else:
+        raise ValueError(kind)
+    for k, step in enumerate(steps):
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=30)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            done = subprocess.CompletedProcess(step, 1, "", str(exc))
+        if done.returncode != 0:
+            if k:
+                subprocess.run(["umount", str(target)], capture_output=True, timeout=30)
+            pytest.skip(f"cannot mount a {kind} here ({' '.join(step)}: {done.stderr.strip()[:200]})")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)

@@ -17,6 +17,9 @@ variable                        effect
                                 shard creates the file and exits, once per job (a worker killed mid-shard)
 ``WFVAE_RAY_DEBUG_CRASH_ON``    ``bucket/row``: any Ray model worker about to encode that row exits, every
                                 time (a clip that kills the process, as a driver bug or an OOM kill would)
+``WFVAE_DEBUG_KILL_STREAM``     ``N``: SIGKILL this process right after its N-th ``--clip-mode full``
+                                checkpoint is written (a kill -9 at an exact point of a long video);
+                                ``N+`` kills just *before* the N-th is written (work since the last one lost)
 =============================== ==========================================================================
 """
 
@@ -33,7 +36,9 @@ DECODE_HANG = "WFVAE_IO_DEBUG_HANG"
 BENCH_OOM = "WFVAE_BENCH_DEBUG_OOM"
 RAY_CRASH_ONCE = "WFVAE_RAY_DEBUG_CRASH_ONCE"
 RAY_CRASH_ON = "WFVAE_RAY_DEBUG_CRASH_ON"
-ALL: tuple[str, ...] = (ENCODE_DELAY, DECODE_HANG, BENCH_OOM, RAY_CRASH_ONCE, RAY_CRASH_ON)
+KILL_STREAM = "WFVAE_DEBUG_KILL_STREAM"
+ALL: tuple[str, ...] = (ENCODE_DELAY, DECODE_HANG, BENCH_OOM, RAY_CRASH_ONCE, RAY_CRASH_ON, KILL_STREAM)
+_stream_checkpoints = 0
 
 
 def snapshot() -> dict[str, str]:
@@ -101,3 +106,18 @@ def ray_crash_once(done: int, total: int) -> None:
     except FileExistsError:
         return
     os._exit(1)
+
+
+def stream_checkpoint(before: bool) -> None:
+    """SIGKILL this process at its N-th stream checkpoint (``WFVAE_DEBUG_KILL_STREAM``; see the table)."""
+    global _stream_checkpoints
+    spec = os.environ.get(KILL_STREAM)
+    if not spec:
+        return
+    n, early = int(spec.rstrip("+")), spec.endswith("+")
+    if before:
+        _stream_checkpoints += 1
+        if early and _stream_checkpoints == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif not early and _stream_checkpoints == n:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -112,6 +112,7 @@ def test_bad_device_is_exit_2_before_anything_is_created(device, videos, tmp_pat
     (line,) = error_lines(p.stderr)
     assert f"--device {device}" in line.replace("'", "")
     assert not out.exists() and "loading the model" not in p.stderr
+    assert list(tmp_path.iterdir()) == []  # no store, no writer lease, nothing
 
 
 def test_errors_name_the_option_the_user_typed(videos, tmp_path):
@@ -190,14 +191,19 @@ def test_each_run_leaves_stats_in_the_store(videos, tmp_path):
     args = ["encode", str(videos), "--out", str(out), "--model", MODEL, "--frames", "9", "--resolution", "64", "--json"]
     assert wfvae(*args).returncode == 1
     time.sleep(1.1)  # run ids start with the UTC second
-    assert wfvae(*args).returncode == 1  # resume: nothing to do
+    assert wfvae(*args).returncode == 1  # resume: nothing to do, so nothing is written (not even statistics)
+    assert len(open_store(out).run_stats()) == 1
+    time.sleep(1.1)
+    open_store(out).chunk_file("9x64x64", "mean", 0).unlink()  # a lost shard file: the next rerun re-encodes it
+    assert wfvae(*args).returncode == 1
     runs = open_store(out).run_stats()
     assert len(runs) == 2
     first, second = runs.values()
     assert first["schema"] == "wfvae-run-stats/1" and first["backend"] == "local"
     assert first["counts"]["done"] == 2 and first["counts"]["rejected"] == 1 and first["counts"]["clips"] == 2
     assert first["rates"]["clips_per_s"] > 0 and {"setup", "total", "wall", "decode", "model"} <= set(first["times_s"])
-    assert second["resumed"] and second["counts"]["done"] == 0 and second["counts"]["already_done"] == 2
+    assert second["resumed"] and second["counts"]["done"] == 2 and second["counts"]["already_done"] == 0
+    assert "missing or unreadable latents" in second["warnings"][0]
     assert (out / "stats" / next(iter(runs)) / "zarr.json").is_file()  # a plain JSON object in the store
     assert len(json.loads(wfvae("info", str(out), "--json").stdout)["runs"]) == 2
 

@@ -32,7 +32,7 @@ def test_verify_clean_store_counts_statuses(filled: LatentStore) -> None:
     assert (report.checked, report.pending, report.failed) == (8, 8, 1)
 
 
-def test_verify_catches_a_nan_sample_and_repair_marks_it_failed(filled: LatentStore) -> None:
+def test_verify_catches_a_nan_sample_and_repair_makes_it_pending(filled: LatentStore) -> None:
     lat = expected_latents(filled.meta, "9x32x32", 5, (4, 3, 4, 4))
     lat["logvar"][1, 2, 3, 0] = np.nan
     filled.array("9x32x32", "logvar")[5] = lat["logvar"]  # bypass the writer, as a buggy tool would
@@ -42,9 +42,11 @@ def test_verify_catches_a_nan_sample_and_repair_marks_it_failed(filled: LatentSt
     assert "logvar has NaN" in report.problems[0].reason
 
     repaired = verify(filled.path, repair=True)
-    assert repaired.repaired and repaired.counts["9x32x32"] == StatusCounts(pending=1, done=7, failed=2)
+    assert repaired.repaired and repaired.counts["9x32x32"] == StatusCounts(pending=2, done=7, failed=1)
     assert verify(filled.path).ok
-    assert open_store(filled.path).failed_samples("9x32x32")[0][0] == 5
+    again = open_store(filled.path)
+    assert 5 in again.pending_samples("9x32x32") and [r for r, _ in again.failed_samples("9x32x32")] == [8]
+    assert str(again.array("9x32x32", "error")[5]).startswith("verify: logvar has NaN")
 
 
 def test_verify_pinpoints_a_corrupted_chunk(filled: LatentStore) -> None:
@@ -64,8 +66,9 @@ def test_verify_flags_every_row_of_a_truncated_or_missing_shard(filled: LatentSt
     filled.chunk_file("9x32x32", "logvar", 1).unlink()  # shard gone: reads as NaN fill
     report = verify(filled.path)
     assert [p.row for p in report.problems] == list(range(8))
-    assert "mean unreadable" in report.problems[0].reason
-    assert "missing chunk" in report.problems[5].reason
+    assert "mean shard 0 has an unreadable index" in report.problems[0].reason
+    assert "logvar shard file buckets/9x32x32/logvar/c/1/0/0/0/0 is missing" in report.problems[5].reason
+    assert report.problems[5].source.endswith("clip_005_é.mp4") and "clip_005" in str(report.problems[5])
 
 
 def test_summary_reports_counts_size_and_meta(filled: LatentStore) -> None:

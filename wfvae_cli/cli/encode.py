@@ -82,6 +82,7 @@ def encode(
     shard_size: int | None = typer.Option(None, "--shard-size", help="Samples per shard (default: ~64 MiB per shard)."),
     overwrite: bool = flag(False, "--overwrite", help="Replace an existing store instead of resuming it."),
     retry_failed: bool = flag(False, "--retry-failed", help="On resume, also redo samples that failed."),
+    repair: bool = flag(False, "--repair", help="On resume, first read every done sample (as wfvae verify does) and re-encode the unreadable ones. Without it a rerun re-encodes done samples whose chunks are missing."),
     dry_run: bool = flag(False, "--dry-run", help="Print the plan (clips, buckets, size, rejects) and exit."),
     as_json: bool = flag(False, "--json", help="Print a machine-readable summary instead of tables."),
     log_every: float = typer.Option(10.0, "--log-every", min=0.1, help="Seconds between plain progress lines when stderr is not a terminal (and in --log-file)."),
@@ -122,7 +123,7 @@ def encode(
         crop=crop.value, batch_size=batch_size, dtype=precision.value,  # type: ignore[arg-type]
         store_dtype=store_dtype.value, store_sample=store_sample, seed=seed,  # type: ignore[arg-type]
         chunk_frames=chunk_frames, device=device, decode_timeout=decode_timeout, random_weights=random_weights,
-        overwrite=overwrite, retry_failed=retry_failed, shard_size=shard_size, command=redacted_command(sys.argv[1:]),
+        overwrite=overwrite, retry_failed=retry_failed, repair=repair, shard_size=shard_size, command=redacted_command(sys.argv[1:]),
         storage_options=parse_storage_options(storage_options), path_col=path_col, caption_col=caption_col,
         key_col=key_col, workers=workers, prefetch_bytes=max(1, int(prefetch_mb * 2**20)), ray=ray, num_gpus_per_worker=num_gpus_per_worker, decode_cpus=decode_cpus,
     )

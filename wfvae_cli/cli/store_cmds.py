@@ -19,7 +19,7 @@ app = typer.Typer()
 @app.command()
 def verify(
     store: str = typer.Argument(..., help="Latent store: a local path (.zarr) or a URL (s3://bucket/x.zarr)."),
-    repair: bool = flag(False, "--repair", help="Mark unreadable done samples as failed and remove temp files."),
+    repair: bool = flag(False, "--repair", help="Take unreadable done samples back to pending (the next encode rerun re-encodes them) and remove temp files."),
     as_json: bool = flag(False, "--json", help="Print machine-readable JSON."),
     storage_options: str | None = typer.Option(None, "--storage-options", help=STORE_OPTIONS_HELP),
 ) -> None:

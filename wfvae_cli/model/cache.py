@@ -10,6 +10,7 @@ the forward calls. Layers called with ``cache=None`` run the direct (whole-video
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -39,6 +40,28 @@ class CausalCache:
         self._state.clear()
         self.final = False
 
+    def state(self, names: Mapping[int, str]) -> dict[str, Any]:
+        """The cached values keyed by layer name (``names``: ``id(module) -> qualified name``), every tensor a
+        compact copy (a held frame is often a view of a whole chunk): what a stream checkpoint saves.
+
+        Keys are ``"<module>"`` or ``"<module>|<tag>"`` for the ``(module, tag)`` keys of :func:`align`.
+        """
+        out = {}
+        for key, value in self._state.items():
+            module, tag = key if isinstance(key, tuple) else (key, None)
+            name = names[id(module)] + ("" if tag is None else f"|{tag}")
+            out[name] = _compact(value)
+        return out
+
+    def load_state(self, state: Mapping[str, Any], modules: Mapping[str, Any]) -> None:
+        """Restore :meth:`state` (``modules``: qualified name -> module of the same model)."""
+        self._state.clear()
+        for name, value in state.items():
+            module, sep, tag = name.partition("|")
+            if module not in modules:
+                raise KeyError(f"the cached state names layer {module!r}, which this model does not have")
+            self._state[(modules[module], tag) if sep else modules[module]] = value
+
     def nbytes(self) -> int:
         """Bytes held by cached tensors (a stream's memory beyond the current chunk)."""
         total = 0
@@ -47,6 +70,15 @@ class CausalCache:
                 if isinstance(t, torch.Tensor):
                     total += t.numel() * t.element_size()
         return total
+
+
+def _compact(value: Any) -> Any:
+    """``value`` with every tensor copied into storage of its own (tuples/lists kept; other values as they are)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_compact(v) for v in value)
+    return value
 
 
 def frames(x: torch.Tensor) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -124,6 +124,24 @@ class StreamEncoder(_Session):
         self.length_policy = length_policy
         self.frames_in = 0
         self._last: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the session remembers between pushes (frames seen, the last frame, the Causal Cache), as
+        plain tensors keyed by layer name: restored with :meth:`load_state_dict` into a new session of the same
+        model, the stream continues exactly (the same pushes give the same bits as an uninterrupted session)."""
+        self._check_open()
+        names = {id(m): n for n, m in self.model.named_modules()}
+        last = None if self._last is None else self._last.detach().clone()
+        return {"frames_in": self.frames_in, "last": last, "cache": self.cache.state(names)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a stream saved by :meth:`state_dict` (this session must be new)."""
+        self._check_open()
+        if self.frames_in:
+            raise RuntimeError("load_state_dict() on a stream that has already been pushed to")
+        self.cache.load_state(state["cache"], dict(self.model.named_modules()))
+        self.frames_in = int(state["frames_in"])
+        self._last = state["last"]
 
     def push(self, frames: torch.Tensor) -> DiagonalGaussian:
         """Feed the next frames; returns the latent frames that became final (possibly zero)."""

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from wfvae_cli import __version__
+from wfvae_cli.devices import check_device
 from wfvae_cli.dtypes import STORE_DTYPES
-from wfvae_cli.errors import WfvaeError
+from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import discover_videos
 from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import LatentNormalizer, load_model
@@ -19,7 +20,8 @@ from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
-from wfvae_cli.pipeline.stages import Task
+from wfvae_cli.pipeline.stages import Task, clear_checkpoints
+from wfvae_cli.storage import StorageError
 from wfvae_cli.store import (
     LatentStore,
     Status,
@@ -30,9 +32,10 @@ from wfvae_cli.store import (
     utc_now,
 )
 from wfvae_cli.store.errors import StoreError
-from wfvae_cli.store.lease import WriterLease
+from wfvae_cli.store.lease import LeaseHeldError, WriterLease
 from wfvae_cli.store.location import StoreLocation
 from wfvae_cli.store.store import is_half_created
+from wfvae_cli.store.verify import SampleProblem, find_damaged, reset_damaged
 
 
 @dataclass
@@ -141,6 +144,8 @@ def encode_dataset(
 
         require("ray", "--ray")  # before anything is loaded: one line with the install command, exit 2
     set_storage_options(opts.storage_options)  # inputs by URL: this process and its decode workers
+    if opts.ray is None:  # a bad or absent device fails before the model loads and before any lease or store exists
+        check_device(opts.device)
     if model is None:
         model = load_model(opts.model, random_weights=opts.random_weights)
     meta = store_meta(opts, model)
@@ -154,9 +159,14 @@ def encode_dataset(
     lease = WriterLease(location.lease_blob(), what=f"--out {opts.out}")
     try:
         lease.acquire()
-    except StoreError:
+    except LeaseHeldError:
         raise
-    except OSError as exc:
+    except (OSError, StoreError, StorageError) as exc:
+        # A read-only mount (or read-only credentials): a rerun of a finished store still succeeds, writing nothing
+        if not opts.overwrite and _is_store(location):
+            return _read_only_rerun(opts, meta, exc, started=started)
+        if isinstance(exc, WfvaeError):
+            raise
         if not opts.store_location.is_local:
             raise opts.store_location.describe_error(exc) from exc
         raise WfvaeError(
@@ -198,22 +208,19 @@ def _encode_dataset(
         backend.prepare(model)
         opts = backend.opts  # Ray: `workers` resolved to the number of model workers
 
+    repaired = 0
     if resumed:
         store = open_store(location, "r+")
         store.lease = lease
         check_compatible(store.meta, meta, path=out)
-        planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
-        known = planned | {s for s, _ in store.rejected()}
-        found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
-        new = [s.path for s in found.sources if s.path not in known]
-        if new:
-            warnings.append(
-                f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "
-                "encode them into a new store or rerun with --overwrite"
-            )
-        rejected = store.rejected()
-        inputs = len(known)
-        videos = len(planned)
+        inputs, videos, rejected = _resume_inputs(store, opts, warnings)
+        # Done rows whose latents are gone (a deleted shard file / chunk) or, with --repair, unreadable: back to
+        # pending, so this run re-encodes exactly them (store/verify.py: how "written" is told from "fill").
+        damaged = find_damaged(store, full=opts.repair)
+        if damaged:
+            warnings.append(_damage_warning(damaged))
+            reset_damaged(store, damaged, prefix="rerun" if not opts.repair else "--repair")
+            repaired = len(damaged)
     else:
         plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None)
         if dry_run:
@@ -245,10 +252,17 @@ def _encode_dataset(
     assert backend is not None  # a dry run returned above
     t_planned = time.perf_counter()
     stage(f"encoding {len(tasks)} clip(s) ({already_done} already done); starting decoders", 0, len(tasks))
+    if resumed and not tasks and not repaired and store.meta.completed_at:
+        # nothing to do: a finished store is left exactly as it is (no completed_at rewrite, no run statistics),
+        # so a rerun on a read-only copy or by a reader-only credential behaves like one on a writable store
+        return _finished_summary(store, opts, inputs, videos, rejected, already_done, warnings)
     result = backend.run(store, tasks, progress)
     warnings.extend(backend.warnings)
     store.refresh()
-    if all(store.counts(b)["pending"] == 0 for b in store.buckets):
+    if opts.clip_mode == "full":
+        clear_checkpoints(store)  # rows now done or failed (also leftovers of killed runs)
+    if all(store.counts(b)["pending"] == 0 for b in store.buckets) and (result.done or result.failed or repaired
+                                                                        or not store.meta.completed_at):
         store.finalize(utc_now())
     times = result.times
     summary = EncodeSummary(
@@ -278,6 +292,59 @@ def _encode_dataset(
     )
     _write_stats(store, summary, opts, started_at, t_planned - t_start, time.perf_counter() - t_start)
     return summary
+
+
+def _resume_inputs(
+    store: LatentStore, opts: EncodeOptions, warnings: list[str]
+) -> tuple[int, int, list[tuple[str, str]]]:
+    """``(inputs, videos, rejected)`` of a resumed store; warns about inputs that were not planned into it."""
+    planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
+    known = planned | {s for s, _ in store.rejected()}
+    found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+    new = [s.path for s in found.sources if s.path not in known]
+    if new:
+        warnings.append(
+            f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "
+            "encode them into a new store or rerun with --overwrite"
+        )
+    return len(known), len(planned), store.rejected()
+
+
+def _damage_warning(damaged: list[SampleProblem]) -> str:
+    more = f" (and {len(damaged) - 1} more; `wfvae verify` lists them)" if len(damaged) > 1 else ""
+    return f"{len(damaged)} done row(s) had missing or unreadable latents and are re-encoded: {damaged[0]}{more}"
+
+
+def _finished_summary(
+    store: LatentStore, opts: EncodeOptions, inputs: int, videos: int, rejected: list[tuple[str, str]],
+    already_done: int, warnings: list[str],
+) -> EncodeSummary:
+    """The summary of a rerun that found nothing to do (written nothing)."""
+    return EncodeSummary(
+        store=str(opts.out), resumed=True, inputs=inputs, videos=videos,
+        clips=sum(info.num_samples for info in store.buckets.values()), already_done=already_done, done=0,
+        failed=sum(store.counts(b)["failed"] for b in store.buckets), rejected=rejected, failures=[],
+        buckets=_bucket_table(store), warnings=warnings,
+    )
+
+
+def _read_only_rerun(opts: EncodeOptions, meta: StoreMeta, cause: BaseException, *, started: tuple[str, float]
+                     ) -> EncodeSummary:
+    """A rerun where the writer lease cannot be written (read-only mount, read-only credentials): succeeds when
+    the store is finished and intact (nothing to write), else says what would need writing and why it cannot."""
+    store = open_store(opts.store_location, "r")
+    check_compatible(store.meta, meta, path=opts.out)
+    warnings: list[str] = []
+    inputs, videos, rejected = _resume_inputs(store, opts, warnings)
+    damaged = find_damaged(store, full=opts.repair)
+    tasks, already_done = _tasks(store, opts.retry_failed)
+    if not damaged and not tasks and store.meta.completed_at:
+        return _finished_summary(store, opts, inputs, videos, rejected, already_done, warnings)
+    todo = f"{len(tasks)} row(s) to encode" if tasks else (_damage_warning(damaged) if damaged else "it to finalize")
+    why = getattr(cause, "strerror", None) or one_line(cause, limit=200)
+    raise WfvaeError(
+        f"--out {opts.out}: cannot be written ({why}) and it has {todo}; rerun where the store is writable"
+    ) from cause
 
 
 def run_stats(

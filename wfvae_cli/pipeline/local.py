@@ -109,7 +109,7 @@ def run_local(
     try:
         if opts.clip_mode == "full":
             for task in tasks:
-                emit(encode_whole(task, encoder))
+                emit(encode_whole(task, encoder, store))
                 if progress:
                     times.wall = time.perf_counter() - start
                     progress(result)

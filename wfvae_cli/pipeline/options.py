@@ -65,6 +65,9 @@ class EncodeOptions:
     decode_timeout: float | None = 300.0
     overwrite: bool = False
     retry_failed: bool = False
+    #: on resume, read every done row first (as ``wfvae verify`` does) and re-encode the unreadable ones; without
+    #: it a rerun checks only that each done row's chunk exists (the shard indexes: store/verify.py)
+    repair: bool = False
     shard_size: int | None = None
     flush_interval: float = 60.0
     #: decoded clips held ahead of the model (in flight + ready), in bytes of uint8 frames; at least one

@@ -11,6 +11,8 @@ decoding runs and who owns the shard being written (see :mod:`wfvae_cli.pipeline
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +32,7 @@ from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
-from wfvae_cli.store import SampleRecord
+from wfvae_cli.store import LatentStore, SampleRecord
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,14 @@ def prefetch_clips(
             yield clip
 
 
-def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int) -> Iterator[torch.Tensor]:
-    """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory."""
+def iter_clip_chunks(task: Task, opts: EncodeOptions, chunk: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """A long clip as (1, 3, n, H, W) chunks, for Causal-Cache streaming with bounded memory; ``start``: the
+    first frame (of the clip's frames) to decode, for a stream continued from a checkpoint."""
     set_storage_options(opts.storage_options)
-    for frames in iter_frames(task.record.source, np.asarray(task.record.frame_indices), chunk,
+    indices = np.asarray(task.record.frame_indices)[start:]
+    if not len(indices):
+        return
+    for frames in iter_frames(task.record.source, indices, chunk,
                               timeout=opts.decode_timeout, threads=1, size=task.size, crop=opts.crop):  # type: ignore[arg-type]
         yield to_model_input(frames, task.size, opts.crop)[None]  # type: ignore[arg-type]
 
@@ -133,6 +139,79 @@ def sample_seed(seed: int, bucket: str, row: int) -> int:
     """A per-row seed: the stored draw does not depend on batching, worker or resume order."""
     digest = hashlib.sha256(f"{seed}/{bucket}/{row}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class StreamCheckpoint:
+    """The progress of one ``--clip-mode full`` video, kept in the store next to its row, so that a killed run
+    loses at most the chunk it was encoding.
+
+    After every chunk the latent frames it produced are written as their own object (``part-<fingerprint>-000007``),
+    then the session's state (``state``: frames consumed, the Causal Cache, how many parts count, a fingerprint):
+    the state object is the commit record, written last, so a kill at any point leaves either the previous state or
+    the new one, each with all the parts it names. A rerun restores the cache, decodes from the next frame on
+    and pushes the same chunks an uninterrupted run would have pushed, so the row's latents are bit-identical.
+
+    The fingerprint covers everything the numbers depend on (weights, source, frames, chunk size, target size,
+    crop, device type, precision, torch version): a checkpoint made under other conditions is ignored and the
+    video starts again. Checkpoints are deleted once their row is done or failed (:func:`clear_checkpoints`).
+    """
+
+    STATE = "state"
+
+    def __init__(self, store: LatentStore, task: Task, fingerprint: str) -> None:
+        self.store, self.task, self.fingerprint = store, task, fingerprint
+        self.parts = 0
+
+    def _part(self, k: int) -> str:
+        """Name of part ``k``: the fingerprint is in it, so a state never names a part made under other settings."""
+        return f"part-{self.fingerprint[:16]}-{k:06d}"
+
+    @staticmethod
+    def _dumps(obj: object) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    def _load(self, name: str, device: torch.device) -> dict | None:
+        data = self.store.get_stream_object(self.task.bucket, self.task.row, name)
+        if data is None:
+            return None
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+
+    def load(self, device: torch.device) -> tuple[int, list[DiagonalGaussian], dict | None] | None:
+        """``(frames consumed, latent parts so far, session state or None when the stream was complete)`` of a
+        usable checkpoint, or ``None`` (no checkpoint, another fingerprint, or unreadable: start again)."""
+        try:
+            state = self._load(self.STATE, device)
+            if state is None or state.get("fingerprint") != self.fingerprint:
+                return None
+            parts = []
+            for k in range(int(state["parts"])):
+                part = self._load(self._part(k), device)
+                if part is None:
+                    return None
+                parts.append(DiagonalGaussian(part["mean"], part["logvar"]))
+        except Exception:  # a damaged checkpoint costs the video's progress, never its correctness
+            return None
+        self.parts = len(parts)
+        return int(state["frames"]), parts, state.get("session")
+
+    def save(self, frames: int, part: DiagonalGaussian, session: dict | None) -> None:
+        """Commit one more chunk: its latent part first, then the state naming it (``session=None``: complete)."""
+        faults.stream_checkpoint(before=True)
+        t, r = self.task, self.task.row
+        self.store.put_stream_object(t.bucket, r, self._part(self.parts),
+                                     self._dumps({"mean": part.mean.detach(), "logvar": part.logvar.detach()}))
+        self.parts += 1
+        state = {"fingerprint": self.fingerprint, "frames": frames, "parts": self.parts, "session": session}
+        self.store.put_stream_object(t.bucket, r, self.STATE, self._dumps(state))
+        faults.stream_checkpoint(before=False)
+
+
+def clear_checkpoints(store: LatentStore) -> int:
+    """Delete the stream checkpoints of rows that are no longer pending (after a run; leftovers of killed runs
+    included). Returns the number of rows cleared."""
+    return sum(store.clear_streams(bucket) for bucket in store.buckets)
 
 
 class LatentEncoder:
@@ -238,18 +317,50 @@ class LatentEncoder:
         faults.encode_delay()  # test hook: make a tiny model slow enough to be killed mid-run
         return self._rows([c.task for c in clips], self._posterior(self.model_input(clips)))
 
+    def stream_fingerprint(self, task: Task, chunk: int, weights: str) -> str:
+        """What a stream checkpoint of ``task`` must match to be continued (see :class:`StreamCheckpoint`)."""
+        from wfvae_cli import __version__
+
+        spec = {
+            "weights": weights, "source": task.record.source, "frames": list(task.record.frame_indices),
+            "chunk": chunk, "size": list(task.size), "crop": self.opts.crop, "device": self.device.type,
+            "dtype": str(self.dtype), "input_dtype": str(self.input_dtype), "autocast": self.autocast,
+            "torch": torch.__version__, "wfvae": __version__,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
     @torch.inference_mode()
-    def encode_stream(self, task: Task) -> dict[str, np.ndarray]:
-        """Encode one (long) clip chunk by chunk through the Causal Cache (``--clip-mode full``)."""
+    def encode_stream(self, task: Task, store: LatentStore | None = None) -> dict[str, np.ndarray]:
+        """Encode one (long) clip chunk by chunk through the Causal Cache (``--clip-mode full``).
+
+        With ``store`` (opened for writing) the stream is checkpointed after every chunk and continued from the
+        last checkpoint if one exists (:class:`StreamCheckpoint`): a kill loses at most one chunk of work.
+        """
         chunk = self.opts.chunk_frames or 4 * self.model.config.temporal_factor
-        parts = []
+        checkpoint = None
+        if store is not None and store.mode == "r+":
+            checkpoint = StreamCheckpoint(store, task, self.stream_fingerprint(task, chunk, store.meta.weights_sha256))
+        saved = checkpoint.load(self.device) if checkpoint is not None else None
+        parts: list[DiagonalGaussian] = []
+        start = 0
         with (
             torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast),
             self.model.stream_encoder(chunk_frames=chunk) as enc,
         ):
-            for frames in iter_clip_chunks(task, self.opts, chunk):
-                parts.append(enc.push(frames.to(self.device, self.input_dtype)))
-            parts.append(enc.flush())
+            if saved is not None:
+                start, parts, session = saved
+                if session is None:  # the stream was complete: only the commit of the row was lost
+                    return self._rows([task], DiagonalGaussian.cat(parts))[0]
+                enc.load_state_dict(session)
+            for frames in iter_clip_chunks(task, self.opts, chunk, start):
+                part = enc.push(frames.to(self.device, self.input_dtype))
+                parts.append(part)
+                if checkpoint is not None:
+                    checkpoint.save(enc.frames_in, part, enc.state_dict())
+            tail = enc.flush()
+            parts.append(tail)
+            if checkpoint is not None:
+                checkpoint.save(enc.frames_in, tail, None)
         return self._rows([task], DiagonalGaussian.cat(parts))[0]
 
 
@@ -362,11 +473,14 @@ def encode_loaded(
     yield from failed
 
 
-def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:
-    """``--clip-mode full``: stream one whole video through the Causal Cache; any error fails this video only."""
+def encode_whole(task: Task, encoder: LatentEncoder, store: LatentStore | None = None) -> Encoded:
+    """``--clip-mode full``: stream one whole video through the Causal Cache; any error fails this video only.
+
+    ``store``: where the stream's checkpoints go (see :class:`StreamCheckpoint`); ``None`` keeps none.
+    """
     t0 = time.perf_counter()
     try:
-        arrays = encoder.encode_stream(task)
+        arrays = encoder.encode_stream(task, store)
     except Exception as exc:  # decode or model error of this one video
         return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0)
     return Encoded(task, arrays, "", time.perf_counter() - t0)

@@ -24,3 +24,9 @@ class ShardOwnershipError(StoreError):
     Zarr silently loses writes when two writers update different chunks of one shard, so the store
     refuses such writes loudly instead of corrupting data quietly.
     """
+
+
+class UnreadableSampleError(StoreError):
+    """A row cannot be read back: its latents are missing (a deleted shard file or chunk), unreadable (a checksum
+    mismatch) or not encoded yet. Raised instead of returning the array's NaN fill value, which would look like
+    data to a training loop."""

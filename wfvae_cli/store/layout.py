@@ -30,6 +30,9 @@ from wfvae_cli.store.plan import BucketPlan
 BUCKETS_GROUP = "buckets"
 REJECTED_GROUP = "rejected"  # inputs that yielded no clip (unreadable, too short, missing): source + reason
 LOCKS_DIR = ".locks"  # inside the status array's directory; zarr never lists it
+#: ``--clip-mode full`` checkpoints of rows being streamed: ``buckets/<b>/status/.stream/<row>/<object>``, inside
+#: the status array's directory like the locks (zarr never lists it; --overwrite deletes it with the store)
+STREAM_DIR = ".stream"
 IMMUTABLE_SHARD_ROWS = 65536  # rows per shard of the coordinator-written index arrays
 
 

@@ -24,12 +24,14 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 
-from wfvae_cli.store.errors import StoreError
+from wfvae_cli.errors import one_line
+from wfvae_cli.store.errors import StoreError, UnreadableSampleError
 from wfvae_cli.store.index import IndexColumns, read_columns
 from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
     LOCKS_DIR,
     OPTIONAL_INDEX_ARRAYS,
+    STREAM_DIR,
     BucketInfo,
     Compression,
     Status,
@@ -143,6 +145,61 @@ class LatentStore:
         """The file holding shard ``shard`` of a latent array (local stores; see :meth:`chunk_key`)."""
         return self.location.local_path("a chunk file") / self.chunk_key(bucket, name, shard)
 
+    # ------------------------------------------------------------------ stream checkpoints
+    def stream_key(self, bucket: str, row: int, name: str = "") -> str:
+        """Key of a checkpoint object of row ``row`` (``name=""``: the row's checkpoint prefix; see layout.py)."""
+        self.info(bucket).shard_of(row)  # validates
+        return f"{BUCKETS_GROUP}/{bucket}/status/{STREAM_DIR}/{row}/{name}"
+
+    def put_stream_object(self, bucket: str, row: int, name: str, data: bytes) -> None:
+        """Write one checkpoint object (atomic: a file replace or one PUT) and make it durable before returning,
+        so that an object written after it may refer to it (the write-then-mark rule, for checkpoints)."""
+        self._require_writable()
+        if self.lease is not None:
+            self.lease.check()  # fenced like a commit: a job that lost its lease never overwrites a checkpoint
+        key = self.stream_key(bucket, row, name)
+        _put_all(self.location.zarr_store(read_only=False), {key: data})
+        self.location.sync(key)
+
+    def get_stream_object(self, bucket: str, row: int, name: str) -> bytes | None:
+        """A checkpoint object, or ``None`` when it does not exist."""
+        try:
+            return _get_all(self.location.zarr_store(read_only=True), [self.stream_key(bucket, row, name)])[
+                self.stream_key(bucket, row, name)]
+        except KeyError:
+            return None
+
+    def clear_streams(self, bucket: str, rows: Sequence[int] | None = None) -> int:
+        """Delete the checkpoints of ``rows`` (default: of every row that is not pending any more); returns how
+        many rows had one. One listing of the bucket's checkpoint prefix, then one delete per object."""
+        import asyncio
+
+        from zarr.core.sync import sync
+
+        self._require_writable()
+        store = self.location.zarr_store(read_only=False)
+        prefix = f"{BUCKETS_GROUP}/{bucket}/status/{STREAM_DIR}"
+
+        async def listed() -> list[str]:
+            return [k async for k in store.list_dir(prefix)]
+
+        try:
+            present = {int(name.strip("/")) for name in sync(listed()) if name.strip("/").isdigit()}
+        except FileNotFoundError:
+            return 0
+        if rows is None:
+            status = self.status(bucket)
+            wanted = {r for r in present if status[r] != Status.PENDING}
+        else:
+            wanted = present & {int(r) for r in rows}
+
+        async def delete_all() -> None:
+            await asyncio.gather(*(store.delete_dir(f"{prefix}/{r}") for r in sorted(wanted)))
+
+        if wanted:
+            sync(delete_all())
+        return len(wanted)
+
     # ------------------------------------------------------------------ status
     def status(self, bucket: str) -> np.ndarray:
         """A fresh read of the ``status`` array of ``bucket`` (uint8, see :class:`Status`)."""
@@ -219,6 +276,17 @@ class LatentStore:
         """Write one row and mark it done (slow path: rewrites the whole shard file; prefer a ShardWriter)."""
         with self.shard_writer(bucket, self.shard_of(bucket, index), wait=None, retry_failed=True) as writer:
             writer.add(index, encode_seconds=encode_seconds, **latents)
+
+    def reset_rows(self, bucket: str, problems: Mapping[int, str]) -> None:
+        """Take rows of ``bucket`` back to pending, ``row -> reason`` (latents missing or unreadable: see
+        :func:`~wfvae_cli.store.verify.find_damaged`); the next encode run re-encodes exactly those rows."""
+        by_shard: dict[int, dict[int, str]] = {}
+        for row, reason in problems.items():
+            by_shard.setdefault(self.shard_of(bucket, int(row)), {})[int(row)] = reason
+        for shard, rows in sorted(by_shard.items()):
+            with self.shard_writer(bucket, shard, wait=None, retry_failed=True) as writer:
+                writer.reset(rows)
+        self.refresh()
 
     def mark_failed(self, bucket: str, index: int, message: str) -> None:
         """Record that row ``index`` failed with ``message`` (serialised through the shard's owner lock)."""
@@ -338,8 +406,40 @@ class LatentStore:
             yield self[i]
 
     def read_latents(self, bucket: str, row: int) -> dict[str, np.ndarray]:
-        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype."""
-        return {name: np.asarray(self.array(bucket, name)[row]) for name in self.meta.latent_names}
+        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype.
+
+        Raises :class:`UnreadableSampleError` for a row whose latents cannot be trusted instead of returning
+        zarr's NaN fill value: a chunk that is missing (deleted shard file or chunk), fails its checksum, or
+        belongs to a row that is not done. The writer never stores a non-finite latent (such a row is marked
+        failed), so a done row that reads non-finite is always missing or damaged data.
+        """
+        out = {}
+        for name in self.meta.latent_names:
+            try:
+                value = np.asarray(self.array(bucket, name)[row])
+            except (IndexError, StoreError):
+                raise
+            except Exception as exc:  # a checksum mismatch, a truncated shard, an object-store read error
+                raise self._unreadable(bucket, row, f"{name} is unreadable ({one_line(exc, limit=200)})") from exc
+            if not np.isfinite(value).all():
+                raise self._unreadable(bucket, row, f"{name} is missing (it reads as the fill value)")
+            out[name] = value
+        return out
+
+    def _unreadable(self, bucket: str, row: int, what: str) -> UnreadableSampleError:
+        """The error for a row that cannot be read, naming it, its status and the fix."""
+        info = self.info(bucket)
+        state = Status(int(self.array(bucket, "status")[row])).name.lower() if 0 <= row < info.num_samples else "?"
+        key = self._index_value(bucket, "key", row)
+        source = self._index_value(bucket, "source", row)
+        if state != "done":
+            fix = "only done rows hold latents; finish the encode (rerun the same command)"
+        else:
+            fix = (f"the store is damaged: `wfvae verify {self.path}` lists every such row, and rerunning the same "
+                   "wfvae encode command re-encodes them")
+        return UnreadableSampleError(
+            f"{self.path}: bucket {bucket} row {row} (key {key!r}, source {source!r}, status {state}): {what}; {fix}"
+        )
 
     def read_sample_info(
         self, bucket: str, row: int, fields: Sequence[str] = tuple(_INDEX_FIELDS)

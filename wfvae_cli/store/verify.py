@@ -1,10 +1,19 @@
 """Check a store's integrity (``verify``) and describe it (``summary``, for ``wfvae info``).
 
-``verify`` reads every *done* sample, shard by shard: a whole-shard read is fast, and when it fails
-(a chunk's crc32c does not match) the shard is re-read sample by sample to name exactly the bad rows.
-A done sample must decode and be finite; a chunk that went missing reads as the NaN fill value and is
-caught by the same test. ``repair=True`` marks bad rows failed (so ``--retry-failed`` re-encodes them)
-and removes temporary files left by killed writers.
+How "written" is told from "fill": zarr returns the fill value (NaN for latents) for a chunk that does not
+exist, so a read alone cannot say whether a done row was ever stored. Two checks, one cheap and one thorough:
+
+* **chunk check** (:func:`missing_chunks`, every encode rerun): the shard index of every latent shard holding
+  done rows (one ranged read of its last ``16 * shard_size + 4`` bytes, crc32c-checked; one GET per shard on
+  object storage, issued concurrently). A shard file that is gone, an index that fails its checksum (a truncated
+  or overwritten file) or an index entry that says "empty" for a done row names that row. It never reads latents.
+* **full check** (:func:`verify`, ``wfvae verify``, ``wfvae encode --repair``): additionally reads every done
+  sample, shard by shard (a whole-shard read is fast; when it fails, a chunk's crc32c does not match, the shard
+  is re-read sample by sample to name exactly the bad rows); a done sample must decode and be finite.
+
+:func:`find_damaged` runs either; ``LatentStore.reset_rows`` takes the rows it names back to *pending*, so the
+next encode run re-encodes exactly them through the ordinary write-then-mark path (``repair=True`` here, and
+every encode rerun, do that). Temporary files left by killed writers are removed by ``repair=True``.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
+from zarr.codecs import ShardingCodec
 
 from wfvae_cli.errors import one_line
 from wfvae_cli.store.layout import Status
@@ -37,11 +48,17 @@ class StatusCounts:
 
 @dataclass(frozen=True)
 class SampleProblem:
-    """A done sample that cannot be trusted."""
+    """A done sample that cannot be trusted (``key``/``source`` name it for people; ``row`` for the store)."""
 
     bucket: str
     row: int
     reason: str
+    key: str = ""
+    source: str = ""
+
+    def __str__(self) -> str:
+        named = f" key {self.key!r}" if self.key else ""
+        return f"bucket {self.bucket} row {self.row}{named} ({self.source}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -104,8 +121,111 @@ def _temp_files(store: LatentStore) -> list[Path]:
     return [Path(f) for f in store.location.temp_files(_TEMP_SUFFIX)]  # object stores have none
 
 
-def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[SampleProblem]:
-    """Problems among ``rows`` (done rows of one shard, ascending)."""
+def _shard_index_reader(arr: zarr.Array) -> tuple[Any, tuple[int, ...]] | None:
+    """The sharding codec of a latent array and its chunks per shard (``None`` for an unsharded array)."""
+    codecs = arr.metadata.codecs
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return None
+    codec = codecs[0]
+    per_shard = tuple(s // c for s, c in zip(arr.shards or arr.chunks, codec.chunk_shape, strict=True))
+    return codec, per_shard
+
+
+def missing_chunks(store: LatentStore, bucket: str, rows_by_shard: dict[int, np.ndarray]) -> dict[int, str]:
+    """Done rows whose latent chunk does not exist, ``row -> reason``: the chunk check of the module docstring.
+
+    ``rows_by_shard``: shard -> its done rows. One ranged read per (latent array, shard), issued concurrently
+    through the store's own zarr store (local files or object storage alike); no latent is read.
+    """
+    from zarr.core.sync import sync
+    from zarr.storage import StorePath
+
+    found: dict[int, str] = {}
+    target = store.location.zarr_store(read_only=True)
+
+    async def index_of(codec: Any, per_shard: tuple[int, ...], key: str) -> Any:
+        try:
+            index = await codec._load_shard_index_maybe(StorePath(target, key), per_shard)
+        except Exception as exc:  # checksum mismatch (truncated / overwritten file), undecodable bytes
+            return exc
+        return index
+
+    async def check_all(jobs: list[tuple[str, int, Any, tuple[int, ...]]]) -> list[Any]:
+        import asyncio
+
+        gate = asyncio.Semaphore(64)
+
+        async def one(job: tuple[str, int, Any, tuple[int, ...]]) -> Any:
+            async with gate:
+                return await index_of(job[2], job[3], store.chunk_key(bucket, job[0], job[1]))
+
+        return await asyncio.gather(*(one(j) for j in jobs))
+
+    info = store.info(bucket)
+    for name in store.meta.latent_names:
+        arr = store.array(bucket, name)
+        reader = _shard_index_reader(arr)
+        if reader is None:
+            continue  # not a layout this check understands: the full check (verify) still covers it
+        codec, per_shard = reader
+        jobs = [(name, shard, codec, per_shard) for shard in sorted(rows_by_shard)]
+        for (_, shard, _, _), index in zip(jobs, sync(check_all(jobs)), strict=True):
+            start = info.shard_range(shard).start
+            rows = rows_by_shard[shard]
+            if index is None:
+                for r in rows:
+                    found.setdefault(int(r), f"{name} shard file {store.chunk_key(bucket, name, shard)} is missing")
+            elif isinstance(index, Exception):
+                for r in rows:
+                    found.setdefault(int(r), f"{name} shard {shard} has an unreadable index "
+                                             f"({one_line(index, limit=160)})")
+            else:
+                present = index.get_full_chunk_map().reshape(-1)
+                for r in rows:
+                    if not present[int(r) - start]:
+                        found.setdefault(int(r), f"{name} chunk of row {int(r)} is missing from shard {shard}")
+    return found
+
+
+def _named(store: LatentStore, bucket: str, problems: dict[int, str]) -> list[SampleProblem]:
+    """Problems with each row's key and source (one read of those two index arrays per bucket)."""
+    if not problems:
+        return []
+    columns = store.index_columns(bucket)
+    out = []
+    for row, reason in sorted(problems.items()):
+        record = columns.record(row)
+        out.append(SampleProblem(bucket, row, reason, key=record.key, source=record.source))
+    return out
+
+
+def find_damaged(store: LatentStore, *, full: bool = False) -> list[SampleProblem]:
+    """Done rows whose latents are missing or unreadable: the chunk check, plus reading every done sample with
+    ``full=True`` (see the module docstring). Invalid status values are reported too."""
+    problems: list[SampleProblem] = []
+    for bucket in store.buckets:
+        status = store.status(bucket)
+        found: dict[int, str] = {int(r): f"invalid status value {int(status[r])}"
+                                 for r in np.flatnonzero(status > max(Status))}
+        by_shard = {}
+        for shard, shard_rows in enumerate(store.shard_ranges(bucket)):
+            done = np.flatnonzero(status[shard_rows.start : shard_rows.stop] == Status.DONE) + shard_rows.start
+            if done.size:
+                by_shard[shard] = done
+        for row, reason in missing_chunks(store, bucket, by_shard).items():
+            found.setdefault(row, reason)
+        if full:
+            for done in by_shard.values():
+                readable = np.array([r for r in done if int(r) not in found], dtype=np.int64)
+                if readable.size:
+                    for row, reason in _check_shard(store, bucket, readable).items():
+                        found.setdefault(row, reason)
+        problems += _named(store, bucket, found)
+    return problems
+
+
+def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> dict[int, str]:
+    """Problems among ``rows`` (done rows of one shard, ascending), ``row -> reason``."""
     lo, hi = int(rows[0]), int(rows[-1]) + 1
     problems: dict[int, str] = {}
     for name in store.meta.latent_names:
@@ -127,37 +247,37 @@ def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> list[Samp
         bad = ~np.isfinite(block.reshape(len(readable), -1)).all(axis=1) if len(readable) else np.zeros(0, bool)
         for r in readable[bad]:
             problems.setdefault(int(r), f"{name} has NaN/Inf values or a missing chunk")
-    return [SampleProblem(bucket, r, reason) for r, reason in sorted(problems.items())]
+    return problems
 
 
 def verify(
     path: str | os.PathLike[str], *, repair: bool = False, storage_options: dict[str, Any] | None = None
 ) -> VerifyReport:
-    """Read every done sample of the store at ``path``; report unreadable or non-finite ones.
+    """Check every done sample of the store at ``path`` (chunk check + full read); report the bad ones by bucket,
+    row, key and source.
 
-    With ``repair=True`` (needs write access, and no writer running) bad rows are marked failed with the
-    reason, and stale temporary files are deleted.
+    With ``repair=True`` (needs write access, and no writer running) bad rows are taken back to *pending* with
+    the reason in their ``error`` cell, so that rerunning the encode command re-encodes exactly them, and stale
+    temporary files are deleted.
     """
     store = open_store(path, "r+" if repair else "r", storage_options=storage_options)
-    problems: list[SampleProblem] = []
-    for bucket in store.buckets:
-        status = store.status(bucket)
-        invalid = np.flatnonzero(status > max(Status))
-        problems += [SampleProblem(bucket, int(r), f"invalid status value {int(status[r])}") for r in invalid]
-        for shard_rows in store.shard_ranges(bucket):
-            done = (
-                np.flatnonzero(status[shard_rows.start : shard_rows.stop] == Status.DONE) + shard_rows.start
-            )
-            if done.size:
-                problems += _check_shard(store, bucket, done)
+    problems = find_damaged(store, full=True)
     temp = _temp_files(store)
     if repair:
-        for problem in problems:
-            store.mark_failed(problem.bucket, problem.row, f"verify: {problem.reason}")
+        reset_damaged(store, problems, prefix="verify")
         for file in temp:
             file.unlink(missing_ok=True)
     counts = {b: _counts(store, b) for b in store.buckets}
     return VerifyReport(str(store.path), counts, tuple(problems), len(temp), repaired=repair)
+
+
+def reset_damaged(store: LatentStore, problems: list[SampleProblem], *, prefix: str) -> None:
+    """Take the rows of ``problems`` back to pending (``error``: ``"<prefix>: <reason>"``) so they are re-encoded."""
+    by_bucket: dict[str, dict[int, str]] = {}
+    for p in problems:
+        by_bucket.setdefault(p.bucket, {})[p.row] = f"{prefix}: {p.reason}"
+    for bucket, rows in by_bucket.items():
+        store.reset_rows(bucket, rows)
 
 
 def summary(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> StoreSummary:

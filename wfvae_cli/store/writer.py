@@ -22,7 +22,7 @@ buffers may use, flushing the largest buffer early when needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,6 +197,24 @@ class ShardWriter:
         if not self._outstanding:
             self.flush()
 
+    def reset(self, problems: Mapping[int, str]) -> None:
+        """Take rows back to pending now (their latents are missing or unreadable): the next run re-encodes them.
+
+        Only the status chunk is written (the commit record, under the lease check as always): a row that was
+        done stops being read at once, and nothing it pointed to is trusted again until it is re-encoded and
+        marked done by the ordinary write-then-mark path. The reason stays in ``error`` until then.
+        """
+        if self.closed:
+            raise StoreError(f"the writer of {self._where()} is closed; open a new one")
+        for row in problems:
+            if row not in self.rows:
+                raise ShardOwnershipError(f"row {row} is outside {self._where()}")
+            if row in self._buffer or row in self._failures:
+                raise StoreError(f"row {row} of {self._where()} was already given to this writer")
+        if problems:
+            self._commit([], [], {}, {}, resets=dict(problems))
+            self._outstanding.update(problems)
+
     def write_block(
         self, start: int, *, encode_seconds: float | None = None, **latents: npt.ArrayLike
     ) -> None:
@@ -247,6 +265,7 @@ class ShardWriter:
         done: list[int],
         failures: dict[int, str],
         seconds: dict[int, float],
+        resets: Mapping[int, str] | None = None,
     ) -> None:
         """Latents first (synced), status last: the status write is the commit record."""
         store, bucket = self.store, self.bucket
@@ -266,6 +285,10 @@ class ShardWriter:
         for row, message in failures.items():
             self._status[row - lo] = Status.FAILED
             self._errors[row - lo] = message
+        for row, message in (resets or {}).items():
+            self._status[row - lo] = Status.PENDING
+            self._errors[row - lo] = " ".join(str(message).split())
+            self._seconds[row - lo] = math.nan
         hi = self.rows.stop
         store.array(bucket, "encode_seconds")[lo:hi] = self._seconds
         store.array(bucket, "error")[lo:hi] = np.array(self._errors, dtype=np.dtypes.StringDType())

@@ -191,7 +191,7 @@ class ModelWorker:
 
                 if opts.clip_mode == "full":
                     for task in todo:
-                        emit(encode_whole(task, self.encoder))
+                        emit(encode_whole(task, self.encoder, self.store))
                 else:
                     batch_size = 1 if work.isolate else opts.batch_size
                     clips = self._decoded(todo, (work.bucket, work.shard), result)
