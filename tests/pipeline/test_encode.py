@@ -207,7 +207,7 @@ def test_very_large_frames_are_resized(tmp_path):
     bad = make_bad_inputs(tmp_path / "bad")
     summary = encode_dataset(options([bad["large"]], tmp_path / "s.zarr", frames=1))
     assert summary.ok and summary.buckets == {"1x64x64": {"clips": 1, "latent_shape": [4, 1, 8, 8], "pending": 0,
-                                                          "done": 1, "failed": 0}}
+                                                          "done": 1, "failed": 0, "transient": 0}}
 
 
 def test_write_failure_stops_cleanly_and_resumes(videos, tmp_path, monkeypatch):

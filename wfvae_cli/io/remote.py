@@ -222,9 +222,12 @@ class RemoteFile(io.RawIOBase):
                 if not is_transient(exc) or attempt == READ_ATTEMPTS - 1:
                     how = f"after {attempt + 1} attempts " if attempt else ""
                     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    transient = is_transient(exc)  # the network/endpoint kept failing: retried by a rerun
                     raise RemoteReadError(
-                        f"{self._label}: reading failed {how}({type(exc).__name__}: {reason}); "
-                        "check the network and endpoint, then rerun (failed samples: --retry-failed)"
+                        f"{self._label}: reading failed {how}({type(exc).__name__}: {reason}); check the network "
+                        "and endpoint, then " + ("rerun the same command: it retries this input (no flag needed)"
+                                                 if transient else "rerun with --retry-failed"),
+                        transient=transient,
                     ) from None
                 self.attempts += 1
                 self._close_file()

@@ -46,7 +46,7 @@ class EncodeSummary:
     clips: int
     already_done: int
     done: int
-    failed: int
+    failed: int  # rows failed for good (a plain rerun leaves them; --retry-failed redoes them)
     rejected: list[tuple[str, str]]
     failures: list[tuple[str, str]]
     buckets: dict[str, dict[str, Any]]
@@ -55,10 +55,14 @@ class EncodeSummary:
     dry_run: bool = False
     estimated_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: rows that failed for a reason that may not recur (timeouts, I/O errors): a plain rerun retries them
+    transient: int = 0
+    #: inputs whose probe failed that way: a plain rerun probes them again and adds their clips
+    transient_inputs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.rejected
+        return not self.failed and not self.rejected and not self.transient and not self.transient_inputs
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -248,7 +252,7 @@ def _encode_dataset(
     result = backend.run(store, tasks, progress)
     warnings.extend(backend.warnings)
     store.refresh()
-    if all(store.counts(b)["pending"] == 0 for b in store.buckets):
+    if all(c["pending"] == 0 and c["transient"] == 0 for c in map(store.counts, store.buckets)):
         store.finalize(utc_now())
     times = result.times
     summary = EncodeSummary(
@@ -260,6 +264,7 @@ def _encode_dataset(
         already_done=already_done,
         done=result.done,
         failed=sum(store.counts(b)["failed"] for b in store.buckets),
+        transient=sum(store.counts(b)["transient"] for b in store.buckets),
         rejected=rejected,
         failures=result.failures,
         buckets=_bucket_table(store),

@@ -265,6 +265,8 @@ class Encoded:
     arrays: dict[str, np.ndarray] | None
     error: str = ""
     seconds: float = 0.0  # model seconds attributed to this clip (its share of the batch)
+    #: the failure may not recur (timeout, I/O error): stored as Status.TRANSIENT, retried by every rerun
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -273,7 +275,7 @@ class Encoded:
     @classmethod
     def load_failure(cls, clip: LoadedClip) -> Encoded:
         """A clip that could not be decoded: it fails alone, the model never sees it."""
-        return cls(clip.task, None, clip.error or "could not load the clip")
+        return cls(clip.task, None, clip.error or "could not load the clip", transient=clip.transient)
 
 
 def iter_batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[LoadedClip]]:
@@ -368,7 +370,8 @@ def encode_whole(task: Task, encoder: LatentEncoder) -> Encoded:
     try:
         arrays = encoder.encode_stream(task)
     except Exception as exc:  # decode or model error of this one video
-        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0)
+        transient = bool(getattr(exc, "transient", False))  # a decode timeout / I/O error: retried by a rerun
+        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0, transient=transient)
     return Encoded(task, arrays, "", time.perf_counter() - t0)
 
 

@@ -38,7 +38,10 @@ class Status(enum.IntEnum):
 
     PENDING = 0  # planned; latents absent or not yet trusted
     DONE = 1  # latents fully written (and synced) before this value was written
-    FAILED = 2  # gave up on this sample; ``error`` says why
+    FAILED = 2  # gave up on this sample (a permanent problem); ``error`` says why; redone with --retry-failed
+    #: failed for a reason that may not recur (a decode timeout, an I/O or network error, a decoder killed from
+    #: outside); ``error`` says why. Every rerun retries it (no flag needed): it is work left, not a verdict.
+    TRANSIENT = 3
 
 
 @dataclass(frozen=True)

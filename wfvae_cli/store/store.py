@@ -150,23 +150,23 @@ class LatentStore:
         return np.asarray(self.array(bucket, "status")[: self.info(bucket).num_samples], dtype=np.uint8)
 
     def pending_samples(self, bucket: str, *, include_failed: bool = False) -> np.ndarray:
-        """Rows still to encode (status pending, plus failed ones when retrying them)."""
+        """Rows still to encode: pending and transient (retried by every run), plus failed ones when retrying them."""
         status = self.status(bucket)
-        mask = status == Status.PENDING
+        mask = (status == Status.PENDING) | (status == Status.TRANSIENT)
         if include_failed:
             mask |= status == Status.FAILED
         return np.flatnonzero(mask)
 
-    def failed_samples(self, bucket: str) -> list[tuple[int, str]]:
-        """``(row, error message)`` of every failed row."""
-        rows = np.flatnonzero(self.status(bucket) == Status.FAILED)
+    def failed_samples(self, bucket: str, state: Status = Status.FAILED) -> list[tuple[int, str]]:
+        """``(row, error message)`` of every failed row (``state=Status.TRANSIENT``: of every transient one)."""
+        rows = np.flatnonzero(self.status(bucket) == state)
         if rows.size == 0:
             return []
         errors = self.array(bucket, "error")
         return [(int(r), to_str(errors[int(r)])) for r in rows]
 
     def counts(self, bucket: str) -> dict[str, int]:
-        """Number of rows per status name (``pending``, ``done``, ``failed``)."""
+        """Number of rows per status name (``pending``, ``done``, ``failed``, ``transient``)."""
         tally = np.bincount(self.status(bucket), minlength=len(Status))
         return {s.name.lower(): int(tally[s]) for s in Status}
 
@@ -228,11 +228,11 @@ class LatentStore:
     def finalize(self, completed_at: str | None = None, *, allow_pending: bool = False) -> StoreMeta:
         """Stamp ``completed_at`` (coordinator only, after all writers closed) and return the new meta.
 
-        Raises if rows are still pending, because a store that says "completed" must not silently miss
-        clips; pass ``allow_pending=True`` for deliberately partial runs.
+        Raises if rows are still pending (or transient: work a rerun does), because a store that says
+        "completed" must not silently miss clips; pass ``allow_pending=True`` for deliberately partial runs.
         """
         self._require_writable()
-        pending = {b: int(self.counts(b)["pending"]) for b in self.buckets}
+        pending = {b: int(c["pending"] + c["transient"]) for b in self.buckets if (c := self.counts(b))}
         if not allow_pending and any(pending.values()):
             raise StoreError(
                 f"{self.path} still has pending samples {pending}; finish (resume) the encode before finalizing"

@@ -29,10 +29,11 @@ class StatusCounts:
     pending: int = 0
     done: int = 0
     failed: int = 0
+    transient: int = 0  # failed for a reason that may not recur: every rerun retries these
 
     @property
     def total(self) -> int:
-        return self.pending + self.done + self.failed
+        return self.pending + self.done + self.failed + self.transient
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class VerifyReport:
     @property
     def failed(self) -> int:
         return sum(c.failed for c in self.counts.values())
+
+    @property
+    def transient(self) -> int:
+        return sum(c.transient for c in self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ def summary(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | N
         pending=sum(b.counts.pending for b in buckets),
         done=sum(b.counts.done for b in buckets),
         failed=sum(b.counts.failed for b in buckets),
+        transient=sum(b.counts.transient for b in buckets),
     )
     return StoreSummary(
         str(store.path), store.meta, tuple(buckets), store.location.nbytes(), totals, tuple(store.rejected())
