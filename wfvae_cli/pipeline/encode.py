@@ -12,7 +12,7 @@ from typing import Any
 from wfvae_cli import __version__
 from wfvae_cli.dtypes import STORE_DTYPES
 from wfvae_cli.errors import WfvaeError
-from wfvae_cli.io import discover_videos
+from wfvae_cli.io import VideoSource, discover_videos
 from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import LatentNormalizer, load_model
 from wfvae_cli.model.autoencoder import WFVAE
@@ -30,8 +30,11 @@ from wfvae_cli.store import (
     utc_now,
 )
 from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.index import unique_strings
+from wfvae_cli.store.layout import ProbeState
 from wfvae_cli.store.lease import WriterLease
 from wfvae_cli.store.location import StoreLocation
+from wfvae_cli.store.probes import ProbeTable
 from wfvae_cli.store.store import is_half_created
 
 
@@ -109,6 +112,40 @@ def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
         size = parse_bucket_id(bucket)[1:]
         tasks.extend(Task(bucket, int(r), records[int(r)], size) for r in todo)
     return tasks, done
+
+
+def _probe_cache(location: StoreLocation) -> ProbeTable | None:
+    """The probe table of the complete store at ``location`` (an ``--overwrite`` re-plan or a dry run reuses
+    it), or ``None``; a store that cannot be read only costs the probes."""
+    if not _is_store(location):
+        return None
+    try:
+        return open_store(location).probes()
+    except Exception:
+        return None
+
+
+def _retry_transient_inputs(store: LatentStore, opts: EncodeOptions, model: WFVAE, sources: list[VideoSource],
+                            on_plan: Callable[[str, int, int], None] | None) -> list[tuple[str, str]]:
+    """Probe again the inputs whose probe failed transiently when the store was planned; add the clips of those
+    that now succeed and reject those that now fail for good (one commit: :meth:`LatentStore.extend`).
+
+    Returns the inputs still transient. Only inputs the command still lists are retried (others keep waiting).
+    """
+    table = store.probes()
+    if table is None or not (table.state == ProbeState.TRANSIENT).any():
+        return []
+    waiting = dict(zip(table.sources_in(ProbeState.TRANSIENT),
+                       table.error[table.state == ProbeState.TRANSIENT].tolist(), strict=True))
+    retry = [s for s in sources if s.path in waiting]
+    if not retry:
+        return list(waiting.items())
+    plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None,
+                        sources=retry)
+    if plan.buckets or plan.rejected or len(plan.transient) < len({s.path for s in retry}):
+        store.extend(plan.buckets, [*store.rejected(), *plan.rejected], table.merged(plan.probes))
+    retried = {s.path for s in retry}
+    return [(p, e) for p, e in waiting.items() if p not in retried] + plan.transient
 
 
 def _bucket_table(plan_or_store: DatasetPlan | LatentStore) -> dict[str, dict[str, Any]]:
@@ -206,9 +243,11 @@ def _encode_dataset(
         store = open_store(location, "r+")
         store.lease = lease
         check_compatible(store.meta, meta, path=out)
-        planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
-        known = planned | {s for s, _ in store.rejected()}
         found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+        transient_inputs = _retry_transient_inputs(store, opts, model, found.sources, on_plan)
+        planned = unique_strings([store.array(b, "source")[:] for b in store.buckets])  # one read per bucket
+        probes = store.probes()
+        known = planned | {s for s, _ in store.rejected()} | (set(probes.source.tolist()) if probes else set())
         new = [s.path for s in found.sources if s.path not in known]
         if new:
             warnings.append(
@@ -219,30 +258,34 @@ def _encode_dataset(
         inputs = len(known)
         videos = len(planned)
     else:
-        plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None)
+        plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None,
+                            cache=_probe_cache(location))
         if dry_run:
             return EncodeSummary(
                 store=str(out), resumed=False, inputs=plan.inputs, videos=plan.videos, clips=plan.clips,
                 already_done=0, done=0, failed=0, rejected=plan.rejected, failures=[],
                 buckets=_bucket_table(plan), dry_run=True,
-                estimated_bytes=plan.estimated_bytes(opts.store_dtype, opts.kind),
+                estimated_bytes=plan.estimated_bytes(opts.store_dtype, opts.kind), transient_inputs=plan.transient,
             )
         if not plan.buckets:
+            first = plan.transient[0] if plan.transient else plan.rejected[0] if plan.rejected else None
             raise WfvaeError(
-                f"no usable clip in the inputs ({len(plan.rejected)} rejected, first: "
-                f"{plan.rejected[0][0] + ': ' + plan.rejected[0][1] if plan.rejected else 'none'}); nothing was written"
+                f"no usable clip in the inputs ({len(plan.rejected)} rejected, {len(plan.transient)} transient "
+                f"(rerun to retry them), first: {first[0] + ': ' + first[1] if first else 'none'}); nothing was written"
             )
         if backend is not None:  # Ray: enough shards (units of parallel work) for every worker
             plan = backend.shape_plan(plan)
         try:
-            store = create_store(location, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
+            store = create_store(location, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected,
+                                 probes=plan.probes)
         except OSError as exc:
             if not location.is_local:
                 raise location.describe_error(exc) from exc
             raise WfvaeError(
                 f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
             ) from exc
-        rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
+        rejected, inputs, videos, transient_inputs = plan.rejected, plan.inputs, plan.videos, plan.transient
+        del plan  # its per-clip records: the run works from the store's index columns, not from them
     store.lease = lease  # every shard commit checks it: a job that lost the lease stops before marking
 
     tasks, already_done = _tasks(store, opts.retry_failed)
@@ -252,7 +295,8 @@ def _encode_dataset(
     result = backend.run(store, tasks, progress)
     warnings.extend(backend.warnings)
     store.refresh()
-    if all(c["pending"] == 0 and c["transient"] == 0 for c in map(store.counts, store.buckets)):
+    # "completed" only when no work is left: no pending or transient row, no input waiting to be probed again
+    if not transient_inputs and all(c["pending"] == 0 and c["transient"] == 0 for c in map(store.counts, store.buckets)):
         store.finalize(utc_now())
     times = result.times
     summary = EncodeSummary(
@@ -280,6 +324,7 @@ def _encode_dataset(
             "model_busy_fraction": round(times.model_busy_fraction, 4),
         },
         warnings=warnings,
+        transient_inputs=transient_inputs,
     )
     _write_stats(store, summary, opts, started_at, t_planned - t_start, time.perf_counter() - t_start)
     return summary
@@ -301,6 +346,7 @@ def run_stats(
             "inputs": summary.inputs, "videos": summary.videos, "clips": summary.clips,
             "already_done": summary.already_done, "done": summary.done, "failed_total": summary.failed,
             "failed_this_run": len(summary.failures), "rejected": len(summary.rejected),
+            "transient": summary.transient, "transient_inputs": len(summary.transient_inputs),
         },
         "rates": {
             "clips_per_s": round(summary.done / wall, 4) if wall > 0 else 0.0,

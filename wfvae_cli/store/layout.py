@@ -29,6 +29,12 @@ from wfvae_cli.store.plan import BucketPlan
 
 BUCKETS_GROUP = "buckets"
 REJECTED_GROUP = "rejected"  # inputs that yielded no clip (unreadable, too short, missing): source + reason
+PROBES_GROUP = "probes"  # the probe cache: one row per distinct input probed (see ProbeState, PROBE_COLUMNS)
+#: Root attribute ``{"rejected": group, "probes": group}``: the current generation of the coordinator's tables.
+#: A resume that re-probes transient inputs writes new tables under new names (``rejected.1``, ``probes.1``) and
+#: switches to them in the same root write that adds their rows (the commit record), so a kill at any point
+#: leaves the old tables and the old rows, never a lost or half-written table. Absent: the names above.
+TABLES_ATTR = "tables"
 LOCKS_DIR = ".locks"  # inside the status array's directory; zarr never lists it
 IMMUTABLE_SHARD_ROWS = 65536  # rows per shard of the coordinator-written index arrays
 
@@ -42,6 +48,70 @@ class Status(enum.IntEnum):
     #: failed for a reason that may not recur (a decode timeout, an I/O or network error, a decoder killed from
     #: outside); ``error`` says why. Every rerun retries it (no flag needed): it is work left, not a verdict.
     TRANSIENT = 3
+
+
+class ProbeState(enum.IntEnum):
+    """What became of one input's probe (``state`` column of the probe table)."""
+
+    OK = 0  # probed: the other columns hold its header (it may still give no clip: see the rejected table)
+    REJECTED = 1  # a permanent problem (not a video, no video stream, corrupt): ``error`` says which
+    #: a problem that may not recur (probe timeout, I/O or network error): every rerun probes it again and, once it
+    #: succeeds, adds its clips to the store
+    TRANSIENT = 2
+
+
+#: Columns of the probe table (1-D, one row per distinct input): dtype and fill value.
+PROBE_COLUMNS: Mapping[str, tuple[Any, Any]] = {
+    "source": (str, ""),
+    "identity": (str, ""),  # size + mtime / ETag (wfvae_cli.io.remote.input_identity): a changed file is re-probed
+    "state": ("uint8", 0),
+    "error": (str, ""),
+    "num_frames": ("int64", 0),
+    "fps": ("float64", 0.0),
+    "width": ("int32", 0),
+    "height": ("int32", 0),
+    "rotation": ("int16", 0),
+    "codec": (str, ""),
+    "pix_fmt": (str, ""),
+}
+
+
+def table_name(root_attrs: Mapping[str, Any], table: Literal["rejected", "probes"]) -> str:
+    """The group holding the current generation of ``table`` (see :data:`TABLES_ATTR`)."""
+    default = REJECTED_GROUP if table == "rejected" else PROBES_GROUP
+    tables = root_attrs.get(TABLES_ATTR)
+    return str(tables.get(table, default)) if isinstance(tables, Mapping) else default
+
+
+def write_table(parent: zarr.Group, name: str, columns: Mapping[str, np.ndarray], specs: Mapping[str, tuple[Any, Any]],
+                *, overwrite: bool = False) -> None:
+    """One table as a group of equal-length 1-D arrays (one chunk each up to 65536 rows: few objects)."""
+    group = parent.create_group(name, overwrite=overwrite)
+    lengths = {len(col) for col in columns.values()}
+    if len(lengths) > 1:
+        raise StoreError(f"table {name}: columns of different lengths {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    for col, (dtype, fill) in specs.items():
+        array = group.create_array(
+            col, shape=(n,), chunks=(max(1, min(n, IMMUTABLE_SHARD_ROWS)),), dtype=dtype, fill_value=fill,
+            compressors=[ZstdCodec(level=3)],
+        )
+        if n:
+            values = columns[col]
+            array[:] = values.astype(np.dtypes.StringDType()) if dtype is str else values
+
+
+def read_table(root: zarr.Group, name: str, specs: Mapping[str, tuple[Any, Any]]) -> dict[str, np.ndarray] | None:
+    """The columns of a table written by :func:`write_table` (``None`` when the store has none)."""
+    if name not in root:
+        return None
+    group = root[name]
+    n = group[next(iter(specs))].shape[0]
+    out = {}
+    for col, (dtype, _) in specs.items():
+        out[col] = np.asarray(group[col][:]) if n else np.zeros(0, dtype=np.dtypes.StringDType() if dtype is str
+                                                                   else dtype)
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,8 +274,11 @@ def create_bucket(
     latent_names: tuple[str, ...],
     dtype: str,
     compression: Compression,
+    overwrite: bool = False,
 ) -> BucketInfo:
-    """Create one bucket's group and empty arrays; return its layout. Index rows come from :func:`write_index`."""
+    """Create one bucket's group and empty arrays; return its layout. Index rows come from :func:`write_index`.
+
+    ``overwrite``: replace a group of that name (left by an interrupted :meth:`LatentStore.extend`)."""
     n = len(plan.samples)
     info = BucketInfo(
         bucket_id=plan.bucket_id,
@@ -214,7 +287,7 @@ def create_bucket(
         shard_size=plan.resolved_shard_size(np.dtype(dtype).itemsize),
         num_frames=plan.num_frames,
     )
-    group = parent.create_group(plan.bucket_id, attributes=info.to_attrs())
+    group = parent.create_group(plan.bucket_id, attributes=info.to_attrs(), overwrite=overwrite)
     s = info.shard_size
     for name in latent_names:
         group.create_array(
@@ -244,27 +317,31 @@ def create_bucket(
     return info
 
 
-def write_index(group: zarr.Group, plan: BucketPlan) -> None:
-    """Write the immutable index rows of a freshly created bucket (status stays at its PENDING fill)."""
+def write_index(group: zarr.Group, plan: BucketPlan, start: int = 0) -> None:
+    """Write the immutable index rows of a bucket's new rows ``start:start+len(plan.samples)`` (all of a freshly
+    created bucket; the appended rows of :meth:`LatentStore.extend`). Status stays at its PENDING fill."""
     rows = plan.samples
-    group["source"][:] = np.array([r.source for r in rows], dtype=np.dtypes.StringDType())
-    group["caption"][:] = np.array([r.caption for r in rows], dtype=np.dtypes.StringDType())
-    group["key"][:] = np.array([r.key for r in rows], dtype=np.dtypes.StringDType())
-    group["extra"][:] = np.array([r.extra for r in rows], dtype=np.dtypes.StringDType())
-    group["clip_start"][:] = np.array([r.clip_start for r in rows], dtype=np.int64)
-    group["clip_end"][:] = np.array([r.clip_end for r in rows], dtype=np.int64)
-    group["frame_indices"][:] = np.array([r.frame_indices for r in rows], dtype=np.int64)
-    group["fps"][:] = np.array([r.fps for r in rows], dtype=np.float64)
-    group["width"][:] = np.array([r.width for r in rows], dtype=np.int32)
-    group["height"][:] = np.array([r.height for r in rows], dtype=np.int32)
+    stop = start + len(rows)
+    group["source"][start:stop] = np.array([r.source for r in rows], dtype=np.dtypes.StringDType())
+    group["caption"][start:stop] = np.array([r.caption for r in rows], dtype=np.dtypes.StringDType())
+    group["key"][start:stop] = np.array([r.key for r in rows], dtype=np.dtypes.StringDType())
+    group["extra"][start:stop] = np.array([r.extra for r in rows], dtype=np.dtypes.StringDType())
+    group["clip_start"][start:stop] = np.array([r.clip_start for r in rows], dtype=np.int64)
+    group["clip_end"][start:stop] = np.array([r.clip_end for r in rows], dtype=np.int64)
+    group["frame_indices"][start:stop] = np.array([r.frame_indices for r in rows], dtype=np.int64)
+    group["fps"][start:stop] = np.array([r.fps for r in rows], dtype=np.float64)
+    group["width"][start:stop] = np.array([r.width for r in rows], dtype=np.int32)
+    group["height"][start:stop] = np.array([r.height for r in rows], dtype=np.int32)
 
 
-def write_rejected(root: zarr.Group, rejected: Sequence[tuple[str, str]]) -> None:
+def write_rejected(root: zarr.Group, rejected: Sequence[tuple[str, str]], name: str = REJECTED_GROUP,
+                   *, overwrite: bool = False) -> None:
     """Record the inputs that could not be planned (no row in any bucket), with a one-line reason each.
 
-    Written once by the coordinator. Two string arrays of equal length; empty when nothing was rejected.
+    Written by the coordinator: at creation, and as a new generation (``name``, see :data:`TABLES_ATTR`) when a
+    resume re-probes transient inputs. Two string arrays of equal length; empty when nothing was rejected.
     """
-    group = root.create_group(REJECTED_GROUP)
+    group = root.create_group(name, overwrite=overwrite)
     n = len(rejected)
     for name, column in (("source", [r[0] for r in rejected]), ("error", [r[1] for r in rejected])):
         array = group.create_array(
@@ -277,9 +354,10 @@ def write_rejected(root: zarr.Group, rejected: Sequence[tuple[str, str]]) -> Non
 
 def read_rejected(root: zarr.Group) -> list[tuple[str, str]]:
     """The rejected inputs of a store (``[]`` for stores without the table)."""
-    if REJECTED_GROUP not in root:
+    name = table_name(root.attrs.asdict(), "rejected")
+    if name not in root:
         return []
-    group = root[REJECTED_GROUP]
+    group = root[name]
     if group["source"].shape[0] == 0:
         return []
     return list(zip(to_str_list(group["source"][:]), to_str_list(group["error"][:]), strict=True))

@@ -28,23 +28,32 @@ from wfvae_cli.store.errors import StoreError
 from wfvae_cli.store.index import IndexColumns, read_columns
 from wfvae_cli.store.layout import (
     BUCKETS_GROUP,
+    INDEX_ARRAYS,
     LOCKS_DIR,
     OPTIONAL_INDEX_ARRAYS,
+    PROBE_COLUMNS,
+    PROBES_GROUP,
+    REJECTED_GROUP,
+    TABLES_ATTR,
     BucketInfo,
     Compression,
     Status,
     create_bucket,
     decode_extra,
     read_rejected,
+    read_table,
+    table_name,
     to_str,
     write_index,
     write_rejected,
+    write_table,
 )
 from wfvae_cli.store.lease import LeaseFence, WriterLease
 from wfvae_cli.store.location import ROOT_KEY, StoreLocation, as_location
 from wfvae_cli.store.locks import ShardLock
 from wfvae_cli.store.meta import StoreMeta, to_json_native, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord
+from wfvae_cli.store.probes import ProbeTable
 from wfvae_cli.store.writer import ShardWriter
 
 #: root group holding one sub-group per run, its attributes the run's statistics (docs/store-format.md)
@@ -306,6 +315,85 @@ class LatentStore:
         """Inputs that yielded no clip when the store was planned: ``(source, reason)`` pairs."""
         return read_rejected(self._root)
 
+    def probes(self) -> ProbeTable | None:
+        """The probe cache (``None`` for stores written before it existed); see :mod:`wfvae_cli.store.probes`."""
+        columns = read_table(self._root, table_name(self._root.attrs.asdict(), "probes"), PROBE_COLUMNS)
+        return None if columns is None else ProbeTable.from_columns(columns)
+
+    def extend(self, plan: Sequence[BucketPlan], rejected: Sequence[tuple[str, str]], probes: ProbeTable) -> None:
+        """Add rows (the clips of inputs whose probe failed transiently and now succeeded) and replace the
+        rejected and probe tables, in one commit (coordinator only, holding the writer lease, no writer running).
+
+        ``plan``: the new rows per bucket; a bucket id the store has gets them appended (its shard size kept), a
+        new one is created after the existing buckets (done samples keep their dataset positions). Everything is
+        written where readers do not look yet (resized arrays' own metadata, new groups, the next generation of
+        the tables), then the root document is rewritten once with the new shapes, buckets and table names: the
+        commit record. A kill before it leaves the store as it was (the inputs still transient; the next run
+        redoes this); after it, the new rows are pending like any others.
+        """
+        self._require_writable()
+        names = {t: table_name(self._root.attrs.asdict(), t) for t in ("rejected", "probes")}
+        generation = 1 + max(int(n.rpartition(".")[2]) if "." in n else 0 for n in names.values())
+        new_names = {"rejected": f"{REJECTED_GROUP}.{generation}", "probes": f"{PROBES_GROUP}.{generation}"}
+        store = self.location.zarr_store(read_only=False)
+        writable = zarr.open_group(store=store, mode="r+", zarr_format=3, use_consolidated=False)
+        buckets_group = writable[BUCKETS_GROUP]
+        assert isinstance(buckets_group, zarr.Group)
+        changed: list[str] = []
+        bucket_ids = list(self.buckets)
+        array_names = (*self.meta.latent_names, *INDEX_ARRAYS)
+        for bucket_plan in plan:
+            bid = bucket_plan.bucket_id
+            prefix = f"{BUCKETS_GROUP}/{bid}"
+            if bid in self.buckets:
+                info = self.buckets[bid]
+                if tuple(bucket_plan.latent_shape) != info.latent_shape or bucket_plan.num_frames != info.num_frames:
+                    raise StoreError(f"{self.path} bucket {bid} is {info.latent_shape}, the new rows "
+                                     f"{bucket_plan.latent_shape}; rerun with --overwrite to re-plan")
+                old, new = info.num_samples, info.num_samples + len(bucket_plan.samples)
+                group = buckets_group[bid]
+                for name in array_names:  # the consolidated view (old shape) is what readers keep seeing
+                    arr = group[name]
+                    arr.resize((new, *arr.shape[1:]))
+                write_index(group, bucket_plan, start=old)
+                group["status"][old:new] = np.zeros(new - old, dtype=np.uint8)  # PENDING, whatever a killed
+                group["error"][old:new] = np.full(new - old, "", dtype=np.dtypes.StringDType())  # attempt left
+                group["encode_seconds"][old:new] = np.full(new - old, np.nan, dtype=np.float32)
+                group.attrs.update({**info.to_attrs(), "num_samples": new})
+            else:
+                create_bucket(buckets_group, bucket_plan, latent_names=self.meta.latent_names, dtype=self.meta.dtype,
+                              compression=_compression_of(self, bucket_ids[0]), overwrite=True)
+                write_index(buckets_group[bid], bucket_plan)
+                bucket_ids.append(bid)
+            changed += [prefix, *(f"{prefix}/{name}" for name in array_names)]
+        write_rejected(writable, rejected, new_names["rejected"], overwrite=True)
+        write_table(writable, new_names["probes"], probes.columns(), PROBE_COLUMNS, overwrite=True)
+        for table in new_names.values():
+            changed += [table, *(f"{table}/{c}" for c in ("source", "error"))]
+        changed += [f"{new_names['probes']}/{c}" for c in PROBE_COLUMNS if c not in ("source", "error")]
+        # the commit record: one write of the root document (attributes + consolidated metadata)
+        root = json.loads(_get_all(store, [ROOT_KEY])[ROOT_KEY])
+        root["attributes"].update({"buckets": bucket_ids, TABLES_ATTR: new_names})
+        known = root["consolidated_metadata"]["metadata"]
+        for old_name in names.values():
+            for key in [k for k in known if k == old_name or k.startswith(old_name + "/")]:
+                del known[key]
+        docs = _get_all(store, [f"{path}/{ROOT_KEY}" for path in changed])
+        for path in changed:
+            doc = json.loads(docs[f"{path}/{ROOT_KEY}"])
+            if doc.get("node_type") == "group":
+                doc["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": {}}
+            known[path] = doc
+        _put_all(store, {ROOT_KEY: json.dumps(root, indent=2).encode()})
+        for old_name in names.values():  # garbage now (readers follow the root); a kill here only leaves it
+            if old_name in writable:
+                del writable[old_name]
+        self._root = _open_root(self.location, self.mode)
+        self._arrays.clear()
+        self.buckets = {b: BucketInfo.from_attrs(b, self._root[f"{BUCKETS_GROUP}/{b}"].attrs.asdict())
+                        for b in bucket_ids}
+        self.refresh()
+
     def done_rows(self) -> list[tuple[str, np.ndarray]]:
         """``(bucket, rows with status done)`` for every bucket in plan order (a cached snapshot)."""
         if self._done is None:
@@ -458,6 +546,20 @@ def _get_all(store: Any, keys: Sequence[str]) -> dict[str, bytes]:
     return out
 
 
+def _compression_of(store: LatentStore, bucket: str) -> Compression:
+    """The latent codec of an existing bucket (new buckets of :meth:`LatentStore.extend` use the same)."""
+    codecs = store.array(bucket, store.meta.latent_names[0]).metadata.to_dict()["codecs"]
+    inner = next((c for c in codecs if c.get("name") == "sharding_indexed"), {}).get("configuration", {}).get(
+        "codecs", codecs)
+    for codec in inner:
+        conf = codec.get("configuration", {})
+        if codec.get("name") == "zstd":
+            return Compression("zstd", int(conf.get("level", 3)))
+        if codec.get("name") == "blosc":
+            return Compression("blosc-zstd", int(conf.get("clevel", 3)))
+    return Compression()
+
+
 def _consolidate(location: StoreLocation) -> zarr.Group:
     """Write the consolidated metadata into the root document; returns the root opened through it."""
     with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec": known, and wanted
@@ -491,6 +593,7 @@ def create_store(
     overwrite: bool = False,
     rejected: Sequence[tuple[str, str]] = (),
     storage_options: dict[str, Any] | None = None,
+    probes: ProbeTable | None = None,
 ) -> LatentStore:
     """Create the whole layout once: root attributes, every bucket's arrays, every index row (pending).
 
@@ -552,6 +655,7 @@ def create_store(
         )
         write_index(buckets_group[bucket_plan.bucket_id], bucket_plan)
     write_rejected(root, rejected)
+    write_table(root, PROBES_GROUP, (probes or ProbeTable.empty()).columns(), PROBE_COLUMNS)
     creating_root = bytes(staging._store_dict[ROOT_KEY].to_bytes())
     with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec": known, and wanted
         warnings.simplefilter("ignore")
