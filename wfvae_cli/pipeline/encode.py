@@ -296,7 +296,8 @@ def _encode_dataset(
     warnings.extend(backend.warnings)
     store.refresh()
     # "completed" only when no work is left: no pending or transient row, no input waiting to be probed again
-    if not transient_inputs and all(c["pending"] == 0 and c["transient"] == 0 for c in map(store.counts, store.buckets)):
+    left = sum(c["pending"] + c["transient"] for c in map(store.counts, store.buckets))
+    if not transient_inputs and not left:
         store.finalize(utc_now())
     times = result.times
     summary = EncodeSummary(
