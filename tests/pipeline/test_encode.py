@@ -79,8 +79,10 @@ def test_bad_inputs_become_rows_and_never_stop_the_job(videos, tmp_path, monkeyp
     listed = [*(str(p) for p in bad.values()), str(hang), str(tmp_path / "missing.mp4"), str(bad["portrait"])]
     manifest.write_text("\n".join(listed) + "\n")
     summary = encode_dataset(options([manifest], tmp_path / "s.zarr", decode_timeout=3.0))
-    problems = dict(summary.rejected) | dict(summary.failures)
+    problems = dict(summary.rejected) | dict(summary.failures) | dict(summary.transient_inputs)
     assert not summary.ok
+    assert [p for p, _ in summary.transient_inputs] == [str(hang)]  # a probe timeout is transient, not rejected
+    assert str(hang) not in dict(summary.rejected)
     assert "missing.mp4" in " ".join(problems) and "duplicate" in " ".join(problems.values())
     assert any("empty" in r for r in problems.values())  # zero bytes
     assert any("timed out" in r for r in problems.values())  # the hang, killed after 3 s

@@ -310,7 +310,7 @@ def test_store_writer_routes_any_order_within_memory_budget(tmp_path: Path) -> N
     for bucket in store.buckets:
         _assert_done_rows_exact(store, bucket)
     total = {k: sum(store.counts(b)[k] for b in store.buckets) for k in ("pending", "done", "failed")}
-    assert total == {"pending": 1, "done": 17 - 2 - 1, "failed": 2, "transient": 0}
+    assert total == {"pending": 1, "done": 17 - 2 - 1, "failed": 2}
 
 
 def test_parallel_shard_writers_lose_nothing(tmp_path: Path) -> None:
