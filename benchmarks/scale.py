@@ -50,7 +50,7 @@ def _options(manifest: Path, out: Path, workers: int = 2) -> Any:
     from wfvae_cli.pipeline import EncodeOptions
 
     return EncodeOptions(inputs=(str(manifest),), out=out, model=MODEL, frames=1, size=(8, 8), workers=workers,
-                         decode_timeout=60.0, store_dtype="float16")
+                         decode_timeout=60.0, store_dtype="fp16")
 
 
 def make_inputs(root: Path, n: int, files: int) -> Path:

@@ -361,3 +361,68 @@ def read_rejected(root: zarr.Group) -> list[tuple[str, str]]:
     if group["source"].shape[0] == 0:
         return []
     return list(zip(to_str_list(group["source"][:]), to_str_list(group["error"][:]), strict=True))
+
+
+_NO_CHUNK = 2**64 - 1  # a shard index entry of an absent inner chunk (offset and length)
+
+
+def decode_latent_shard(
+    data: bytes | None, array_meta: Mapping[str, Any], rows: int
+) -> tuple[np.ndarray, dict[int, str]] | None:
+    """Decode the first ``rows`` samples of one latent shard object (``data``: its bytes, ``None`` if absent).
+
+    A bulk reader of this module's latent layout (one sample per inner chunk, index at the end, inner codecs
+    bytes + zstd/blosc + crc32c), for ``verify``: zarr decodes inner chunks one async task at a time (~0.5 ms
+    each, measured: 3 s per 4000 samples), this loop costs ~10 µs each. Returns the samples (absent chunks read as
+    the fill value, NaN) and ``{row: reason}`` of chunks that fail their checksum or do not decode; ``None`` when
+    the array's codecs are not this layout's (callers then read through zarr).
+    """
+    import google_crc32c
+    import numcodecs
+
+    codecs = list(array_meta.get("codecs", ()))
+    if len(codecs) != 1 or codecs[0].get("name") != "sharding_indexed":
+        return None
+    conf = codecs[0].get("configuration", {})
+    inner = [c.get("name") for c in conf.get("codecs", ())]
+    index = [c.get("name") for c in conf.get("index_codecs", ())]
+    if conf.get("index_location", "end") != "end" or index != ["bytes", "crc32c"] or len(inner) != 3 \
+            or inner[0] != "bytes" or inner[2] != "crc32c" or inner[1] not in ("zstd", "blosc"):
+        return None
+    if any(c.get("configuration", {}).get("endian", "little") != "little" for c in conf["codecs"][:1]):
+        return None
+    chunk_shape = tuple(int(d) for d in conf["chunk_shape"])
+    shard_shape = tuple(int(d) for d in array_meta["chunk_grid"]["configuration"]["chunk_shape"])
+    if chunk_shape[0] != 1 or chunk_shape[1:] != shard_shape[1:]:
+        return None
+    dtype = np.dtype(str(array_meta["data_type"])).newbyteorder("<")
+    sample_shape = chunk_shape[1:]
+    out = np.full((rows, *sample_shape), np.nan, dtype=dtype)
+    if data is None:
+        return out, {}
+    n = shard_shape[0]
+    size = 16 * n + 4
+    buf = memoryview(data)
+    if len(buf) < size or google_crc32c.value(bytes(buf[-size:-4])) != int.from_bytes(buf[-4:], "little"):
+        return out, dict.fromkeys(range(rows), "shard index unreadable (truncated or checksum mismatch)")
+    entries = np.frombuffer(buf[-size:-4], dtype="<u8").reshape(n, 2)
+    codec = numcodecs.Zstd() if inner[1] == "zstd" else numcodecs.Blosc()
+    nbytes = int(np.prod(sample_shape)) * dtype.itemsize
+    bad: dict[int, str] = {}
+    for k in range(rows):
+        offset, length = int(entries[k, 0]), int(entries[k, 1])
+        if offset == _NO_CHUNK:
+            continue
+        chunk = buf[offset:offset + length]
+        if length < 4 or len(chunk) != length or google_crc32c.value(bytes(chunk[:-4])) != int.from_bytes(
+                chunk[-4:], "little"):
+            bad[k] = "chunk checksum mismatch (crc32c)"
+            continue
+        try:
+            raw = codec.decode(bytes(chunk[:-4]))
+            if len(raw) != nbytes:
+                raise ValueError(f"{len(raw)} bytes, expected {nbytes}")
+            out[k] = np.frombuffer(raw, dtype=dtype).reshape(sample_shape)
+        except Exception as exc:
+            bad[k] = f"chunk does not decode ({type(exc).__name__}: {exc})"
+    return out, bad
