@@ -322,6 +322,11 @@ def write_index(group: zarr.Group, plan: BucketPlan, start: int = 0) -> None:
     created bucket; the appended rows of :meth:`LatentStore.extend`). Status stays at its PENDING fill."""
     rows = plan.samples
     stop = start + len(rows)
+    if isinstance(getattr(rows, "frame_indices", None), np.ndarray):  # IndexColumns: written as they are
+        for name in ("source", "caption", "key", "extra", "clip_start", "clip_end", "frame_indices", "fps", "width",
+                     "height"):
+            group[name][start:stop] = getattr(rows, name)
+        return
     group["source"][start:stop] = np.array([r.source for r in rows], dtype=np.dtypes.StringDType())
     group["caption"][start:stop] = np.array([r.caption for r in rows], dtype=np.dtypes.StringDType())
     group["key"][start:stop] = np.array([r.key for r in rows], dtype=np.dtypes.StringDType())
