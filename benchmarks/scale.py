@@ -134,6 +134,9 @@ def _create(opts: Any) -> dict[str, Any]:
     t_create = time.perf_counter() - t0
     del plan
     names = store.meta.latent_names
+    import zarr
+
+    zarr.config.set({"codec_pipeline.batch_size": 256})  # setup only: zarr encodes a shard's chunks in batches
     for bucket, info in store.buckets.items():
         for shard, rows in enumerate(store.shard_ranges(bucket)):
             block = np.full((len(rows), *info.latent_shape), 0.5, dtype=np.float32)
