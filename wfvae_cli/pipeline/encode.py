@@ -19,7 +19,7 @@ from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
-from wfvae_cli.pipeline.stages import Task
+from wfvae_cli.pipeline.stages import TaskList
 from wfvae_cli.store import (
     LatentStore,
     Status,
@@ -99,18 +99,18 @@ def _is_store(location: StoreLocation) -> bool:
     return location.has_root() and not is_half_created(location)
 
 
-def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
-    """Rows still to encode (pending, and failed with --retry-failed), sorted by bucket then row."""
-    tasks, done = [], 0
+def _tasks(store: LatentStore, retry_failed: bool) -> tuple[TaskList, int]:
+    """Rows still to encode (pending and transient, and failed with --retry-failed), sorted by bucket then row;
+    as index columns of those rows only (a Task is built when the executor reaches it)."""
+    tasks, done = TaskList(), 0
     for bucket in store.buckets:
         status = store.status(bucket)
         done += int((status == Status.DONE).sum())
         todo = store.pending_samples(bucket, include_failed=retry_failed)
         if len(todo) == 0:
             continue
-        records = store.records(bucket)
         size = parse_bucket_id(bucket)[1:]
-        tasks.extend(Task(bucket, int(r), records[int(r)], size) for r in todo)
+        tasks.add(bucket, todo, store.index_columns(bucket).take(todo), size)  # type: ignore[arg-type]
     return tasks, done
 
 

@@ -10,10 +10,11 @@ decoding runs and who owns the shard being written (see :mod:`wfvae_cli.pipeline
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import SampleRecord
+from wfvae_cli.store.index import IndexColumns
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,44 @@ class Task:
     row: int
     record: SampleRecord
     size: tuple[int, int]  # model input (H, W)
+
+
+class TaskList(Sequence[Task]):
+    """The rows a run encodes, as compact per-bucket index columns: a :class:`Task` (and its record) is built
+    when the executor reaches it, so the coordinator never holds a Python object per pending sample.
+
+    Parts are ``(bucket, rows, columns, size)`` in run order (bucket, then row); ``columns`` holds the rows'
+    index entries (``IndexColumns.take(rows)``).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, np.ndarray, IndexColumns, tuple[int, int]]] = []
+        self._offsets = [0]
+
+    def add(self, bucket: str, rows: np.ndarray, columns: IndexColumns, size: tuple[int, int]) -> None:
+        if len(rows):
+            self._parts.append((bucket, np.asarray(rows, dtype=np.int64), columns, size))
+            self._offsets.append(self._offsets[-1] + len(rows))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"task {i} out of range for {n}")
+        i %= n
+        k = bisect.bisect_right(self._offsets, i) - 1
+        bucket, rows, columns, size = self._parts[k]
+        j = i - self._offsets[k]
+        return Task(bucket, int(rows[j]), columns.record(j), size)
+
+    def __iter__(self) -> Iterator[Task]:
+        for bucket, rows, columns, size in self._parts:
+            for j, row in enumerate(rows.tolist()):
+                yield Task(bucket, row, columns.record(j), size)
 
 
 @dataclass
