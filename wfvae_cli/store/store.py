@@ -425,22 +425,30 @@ class LatentStore:
         for i in range(len(self)):
             yield self[i]
 
-    def read_latents(self, bucket: str, row: int) -> dict[str, np.ndarray]:
-        """The latent arrays of one row, ``(C, T, H, W)`` in the stored dtype."""
-        return {name: np.asarray(self.array(bucket, name)[row]) for name in self.meta.latent_names}
+    def read_latents(self, bucket: str, row: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The latent arrays of one row (``names``: a subset, e.g. ``("mean",)``), ``(C, T, H, W)`` in the stored
+        dtype."""
+        return self.read_row(bucket, row, tuple(names or self.meta.latent_names), ())[0]
+
+    def read_row(self, bucket: str, row: int, latents: Sequence[str], fields: Sequence[str]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Latent arrays and index entries of one row, read concurrently: one round trip through zarr's event
+        loop instead of one per array (a random read of latents + 4 index fields: ~6x fewer waits; on object
+        storage the GETs overlap)."""
+        self.info(bucket).shard_of(row)  # validates the row
+        present = [f for f in fields if not (f in OPTIONAL_INDEX_ARRAYS and not self._has_array(bucket, f))]
+        arrays = [self.array(bucket, name) for name in (*latents, *present)]
+        values = _gather_rows(arrays, row)
+        out_latents = {name: np.asarray(v) for name, v in zip(latents, values[: len(latents)], strict=True)}
+        got = dict(zip(present, values[len(latents):], strict=True))
+        info = {f: _INDEX_FIELDS[f](got[f]) if f in got else _INDEX_FIELDS[f]("") for f in fields}
+        return out_latents, info
 
     def read_sample_info(
         self, bucket: str, row: int, fields: Sequence[str] = tuple(_INDEX_FIELDS)
     ) -> dict[str, Any]:
         """Index entries of one row as Python scalars (``frame_indices``: an int64 array)."""
-        self.info(bucket).shard_of(row)  # validates the row
-        return {name: self._index_value(bucket, name, row) for name in fields}
-
-    def _index_value(self, bucket: str, name: str, row: int) -> Any:
-        """One index entry; ``key``/``extra`` of stores written before they existed read as empty."""
-        if name in OPTIONAL_INDEX_ARRAYS and not self._has_array(bucket, name):
-            return _INDEX_FIELDS[name]("")
-        return _INDEX_FIELDS[name](self.array(bucket, name)[row])
+        return self.read_row(bucket, row, (), fields)[1]
 
     def _has_array(self, bucket: str, name: str) -> bool:
         if (bucket, name) not in self._arrays:
@@ -452,8 +460,9 @@ class LatentStore:
 
     def read_sample(self, bucket: str, row: int) -> dict[str, Any]:
         """One row: its latents plus ``bucket``, ``row`` and every index entry (see :meth:`read_sample_info`)."""
-        sample: dict[str, Any] = self.read_latents(bucket, row)
-        sample.update(bucket=bucket, row=row, **self.read_sample_info(bucket, row))
+        latents, info = self.read_row(bucket, row, self.meta.latent_names, tuple(_INDEX_FIELDS))
+        sample: dict[str, Any] = dict(latents)
+        sample.update(bucket=bucket, row=row, **info)
         return sample
 
     def index_columns(self, bucket: str) -> IndexColumns:
@@ -505,6 +514,18 @@ def _open_root(location: StoreLocation, mode: Literal["r", "r+", "w-"], **kwargs
         if location.is_local:
             raise
         raise location.describe_error(exc) from exc
+
+
+def _gather_rows(arrays: Sequence[zarr.Array], row: int) -> list[Any]:
+    """``array[row]`` of several arrays, concurrently on zarr's event loop (see :meth:`LatentStore.read_row`)."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def get_all() -> list[Any]:
+        return await asyncio.gather(*(a._async_array.getitem(row) for a in arrays))
+
+    return list(sync(get_all()))
 
 
 def _put_all(store: Any, objects: Mapping[str, bytes], concurrency: int = 32) -> None:
