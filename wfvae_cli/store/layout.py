@@ -378,12 +378,11 @@ def decode_latent_shard(
 
     A bulk reader of this module's latent layout (one sample per inner chunk, index at the end, inner codecs
     bytes + zstd/blosc + crc32c), for ``verify``: zarr decodes inner chunks one async task at a time (~0.5 ms
-    each, measured: 3 s per 4000 samples), this loop costs ~10 µs each. Returns the samples (absent chunks read as
+    each, measured: 3 s per 4000 samples), this loop ~15 µs each on 2 loaded cores. Returns the samples (absent chunks read as
     the fill value, NaN) and ``{row: reason}`` of chunks that fail their checksum or do not decode; ``None`` when
     the array's codecs are not this layout's (callers then read through zarr).
     """
     import google_crc32c
-    import numcodecs
 
     codecs = list(array_meta.get("codecs", ()))
     if len(codecs) != 1 or codecs[0].get("name") != "sharding_indexed":
@@ -410,24 +409,35 @@ def decode_latent_shard(
     buf = memoryview(data)
     if len(buf) < size or google_crc32c.value(bytes(buf[-size:-4])) != int.from_bytes(buf[-4:], "little"):
         return out, dict.fromkeys(range(rows), "shard index unreadable (truncated or checksum mismatch)")
-    entries = np.frombuffer(buf[-size:-4], dtype="<u8").reshape(n, 2)
-    codec = numcodecs.Zstd() if inner[1] == "zstd" else numcodecs.Blosc()
+    entries = np.frombuffer(buf[-size:-4], dtype="<u8").reshape(n, 2)[:rows].tolist()
+    if inner[1] == "zstd":
+        from numcodecs.zstd import decompress
+    else:
+        from numcodecs.blosc import decompress
     nbytes = int(np.prod(sample_shape)) * dtype.itemsize
+    blob = bytes(buf) if not isinstance(data, bytes) else data
+    crc = google_crc32c.value
+    nan = out[0].tobytes() if rows else b""
+    parts: list[bytes] = []  # one decoded chunk per row (NaN bytes for absent or bad ones), joined once
     bad: dict[int, str] = {}
-    for k in range(rows):
-        offset, length = int(entries[k, 0]), int(entries[k, 1])
+    for k, (offset, length) in enumerate(entries):
         if offset == _NO_CHUNK:
+            parts.append(nan)
             continue
-        chunk = buf[offset:offset + length]
-        if length < 4 or len(chunk) != length or google_crc32c.value(bytes(chunk[:-4])) != int.from_bytes(
-                chunk[-4:], "little"):
+        end = offset + length
+        payload = blob[offset:end - 4]
+        if length < 4 or end > len(blob) - size or crc(payload) != int.from_bytes(blob[end - 4:end], "little"):
             bad[k] = "chunk checksum mismatch (crc32c)"
+            parts.append(nan)
             continue
         try:
-            raw = codec.decode(bytes(chunk[:-4]))
+            raw = decompress(payload)
             if len(raw) != nbytes:
                 raise ValueError(f"{len(raw)} bytes, expected {nbytes}")
-            out[k] = np.frombuffer(raw, dtype=dtype).reshape(sample_shape)
         except Exception as exc:
             bad[k] = f"chunk does not decode ({type(exc).__name__}: {exc})"
+            raw = nan
+        parts.append(bytes(raw))
+    if rows:
+        out = np.frombuffer(b"".join(parts), dtype=dtype).reshape(rows, *sample_shape).copy()
     return out, bad
