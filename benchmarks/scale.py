@@ -79,15 +79,20 @@ def run_step(step: str, manifest: Path, out: Path) -> dict[str, Any]:
     from wfvae_cli.pipeline import encode_dataset
 
     opts = _options(manifest, out)
+    model = None
+    if step in ("plan", "resume"):  # loaded before the clock starts: a constant (~5 s here), not bookkeeping
+        from wfvae_cli.model import load_model
+
+        model = load_model(opts.model)
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     if step == "plan":
-        summary = encode_dataset(opts, dry_run=True)
+        summary = encode_dataset(opts, dry_run=True, model=model)
         info["clips"] = summary.clips
     elif step == "create":
         info.update(_create(opts))
     elif step == "resume":
-        summary = encode_dataset(opts)
+        summary = encode_dataset(opts, model=model)
         assert summary.resumed and summary.done == 0, summary
         info["already_done"] = summary.already_done
     elif step == "info":
@@ -197,6 +202,7 @@ def main() -> None:
     ap.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
     ap.add_argument("--json", type=Path, help="append one JSON row per measurement")
     ap.add_argument("--workdir", type=Path, help="keep the inputs and stores here (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="keep a finished store of --workdir (skip 'create')")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -216,7 +222,7 @@ def main() -> None:
             manifest = make_inputs(root, n, args.files)
             out = root / f"scale-{n}.zarr"
             for step in ("create", *[s for s in args.steps if s != "create"]):  # the store first
-                if step not in args.steps and step != "create":
+                if step == "create" and args.reuse and (out / "zarr.json").exists():
                     continue
                 r = measure(step, manifest, out)
                 results.setdefault(step, {})[n] = r
@@ -230,22 +236,30 @@ def main() -> None:
                 print(f"  probe {p['files']} files, {workers} worker(s): {p['probes_per_s']:.1f} inputs/s; "
                       f"the same plan from the cache {p['cached_plan_s']:.2f} s", flush=True)
 
+    import numpy as np
+
     sizes = sorted(args.sizes)
     print(f"\n{'step':<8} " + " ".join(f"{'N=' + str(n):>12}" for n in sizes)
           + f" {'exponent':>9} {'@1e6 (s)':>9} {'RSS/sample':>11}")
     for step, by_n in results.items():
         if not by_n:
             continue
-        ts = [by_n[n]["seconds"] for n in sizes]
-        rss = [by_n[n]["max_rss_bytes"] for n in sizes]
-        k = math.log(ts[-1] / ts[-2]) / math.log(sizes[-1] / sizes[-2]) if len(sizes) > 1 else float("nan")
-        b = (ts[-1] - ts[-2]) / (sizes[-1] - sizes[-2]) if len(sizes) > 1 else ts[-1] / sizes[-1]
-        linear = ts[-1] + b * (1e6 - sizes[-1])
-        power = ts[-1] * (1e6 / sizes[-1]) ** max(k, 0.0) if len(sizes) > 1 else linear
+        have = [n for n in sizes if n in by_n]
+        if not have:
+            continue
+        ts = [by_n[n]["seconds"] for n in have]
+        rss = [by_n[n]["max_rss_bytes"] for n in have]
+        if len(have) > 1:  # least squares over every size: t = a + b*N, and log t = c + k*log N
+            b, a = (float(v) for v in np.polyfit(have, ts, 1))
+            k = float(np.polyfit(np.log(have), np.log(ts), 1)[0])
+            per_sample = float(np.polyfit(have, rss, 1)[0])
+        else:
+            a, b, k, per_sample = 0.0, ts[-1] / have[-1], float("nan"), float("nan")
+        linear = a + max(b, 0.0) * 1e6
+        power = ts[-1] * (1e6 / have[-1]) ** max(k, 0.0) if len(have) > 1 else linear
         at_1e6 = max(linear, power)
-        per_sample = (rss[-1] - rss[-2]) / (sizes[-1] - sizes[-2]) if len(sizes) > 1 else float("nan")
         print(f"{step:<8} " + " ".join(f"{t:11.2f}s" for t in ts) + f" {k:9.2f} {at_1e6:9.1f} {per_sample:9.0f} B")
-        for n in sizes:
+        for n in have:
             rows.append({"bench": "scale", "step": step, "samples": n, **by_n[n], "growth_exponent": k,
                          "extrapolated_1e6_s": at_1e6, "rss_bytes_per_sample": per_sample,
                          "cpu_model": machine["cpu_model"], "machine": machine})
