@@ -379,8 +379,8 @@ def decode_latent_shard(
     A bulk reader of this module's latent layout (one sample per inner chunk, index at the end, inner codecs
     bytes + zstd/blosc + crc32c), for ``verify``: zarr decodes inner chunks one async task at a time (~0.5 ms
     each, measured: 3 s per 4000 samples), this loop ~15 µs each on 2 loaded cores. Returns the samples
-    (absent chunks read as the fill value, NaN) and ``{row: reason}`` of chunks that fail their checksum or do not decode; ``None`` when
-    the array's codecs are not this layout's (callers then read through zarr).
+    (absent chunks read as the fill value, NaN) and ``{row: reason}`` of chunks that fail their checksum or do
+    not decode; ``None`` when the array's codecs are not this layout's (callers then read through zarr).
     """
     import google_crc32c
 
