@@ -182,7 +182,7 @@ def test_uint8_resize_stays_within_one_level_of_the_float_resize(sample_clips) -
 # ------------------------------------------------------------------------------- classification, identity
 def test_io_errors_are_transient_and_corruption_is_not(tmp_path: Path) -> None:
     err = _backends._wrap("s3://b/a.mp4", OSError(errno.EIO, "Input/output error"))
-    assert err.transient and "--retry-failed" in str(err)
+    assert err.transient and "a plain rerun of the same command retries it (no flag needed)" in str(err)
     err = _backends._wrap("a.mp4", OSError(errno.ECONNRESET, "Connection reset by peer"))
     assert err.transient
     bogus = tmp_path / "x.mp4"

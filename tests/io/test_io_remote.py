@@ -307,8 +307,18 @@ def test_cli_with_storage_options_and_transient_errors(clips, s3_bucket, s3_endp
     )
     assert run.returncode == 1, run.stderr
     summary = json.loads(run.stdout)
-    assert summary["done"] == 3 and len(summary["rejected"]) == 1
-    assert "reading failed after 4 attempts" in summary["rejected"][0][1]
+    # ... at probing: the input is transient (not rejected) and the message names the way out
+    assert summary["done"] == 3 and not summary["rejected"] and len(summary["transient_inputs"]) == 1
+    assert "reading failed after 4 attempts" in summary["transient_inputs"][0][1]
+    assert "rerun the same command" in summary["transient_inputs"][0][1]
+    # the network is back: a plain rerun (no flag) probes it again, adds its clip and encodes it
+    del env[FLAKY_ENV]
+    run = subprocess.run(
+        [*cmd[:6], str(tmp_path / "d.zarr"), *cmd[7:]], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["resumed"] and summary["done"] == 1 and not summary["transient_inputs"]
 
 
 @pytest.mark.integration

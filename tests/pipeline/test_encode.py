@@ -79,8 +79,10 @@ def test_bad_inputs_become_rows_and_never_stop_the_job(videos, tmp_path, monkeyp
     listed = [*(str(p) for p in bad.values()), str(hang), str(tmp_path / "missing.mp4"), str(bad["portrait"])]
     manifest.write_text("\n".join(listed) + "\n")
     summary = encode_dataset(options([manifest], tmp_path / "s.zarr", decode_timeout=3.0))
-    problems = dict(summary.rejected) | dict(summary.failures)
+    problems = dict(summary.rejected) | dict(summary.failures) | dict(summary.transient_inputs)
     assert not summary.ok
+    assert [p for p, _ in summary.transient_inputs] == [str(hang)]  # a probe timeout is transient, not rejected
+    assert str(hang) not in dict(summary.rejected)
     assert "missing.mp4" in " ".join(problems) and "duplicate" in " ".join(problems.values())
     assert any("empty" in r for r in problems.values())  # zero bytes
     assert any("timed out" in r for r in problems.values())  # the hang, killed after 3 s
@@ -207,7 +209,7 @@ def test_very_large_frames_are_resized(tmp_path):
     bad = make_bad_inputs(tmp_path / "bad")
     summary = encode_dataset(options([bad["large"]], tmp_path / "s.zarr", frames=1))
     assert summary.ok and summary.buckets == {"1x64x64": {"clips": 1, "latent_shape": [4, 1, 8, 8], "pending": 0,
-                                                          "done": 1, "failed": 0}}
+                                                          "done": 1, "failed": 0, "transient": 0}}
 
 
 def test_write_failure_stops_cleanly_and_resumes(videos, tmp_path, monkeypatch):
@@ -251,3 +253,74 @@ def test_bad_out_url_is_one_line_and_nothing_is_created(out, message, tmp_path, 
     lines = [line for line in err.splitlines() if line.startswith("error") or message in line]
     assert p.returncode == 2 and message in err and len(lines) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_timeout_is_transient_and_a_plain_rerun_adds_the_input(videos, tmp_path, monkeypatch):
+    """#15.5: a probe that times out (fault hook WFVAE_IO_DEBUG_HANG) is not rejected; a plain rerun (no flag)
+    probes it again, adds its clip and encodes it; the inputs already probed are not probed again."""
+    from wfvae_cli import faults
+    from wfvae_cli.store import ProbeState
+
+    names = sorted(os.listdir(videos))
+    monkeypatch.setenv(faults.DECODE_HANG, names[0])
+    out = tmp_path / "s.zarr"
+    first = encode_dataset(options([videos], out, decode_timeout=2.0))
+    assert not first.ok and not first.rejected and first.done == 3
+    assert [p for p, _ in first.transient_inputs] == [str(videos / names[0])]
+    assert "timed out" in first.transient_inputs[0][1] and "no flag needed" in first.transient_inputs[0][1]
+    store = open_store(out)
+    table = store.probes()
+    assert table is not None and sorted(table.state.tolist()) == [ProbeState.OK] * 3 + [ProbeState.TRANSIENT]
+    assert not store.meta.completed_at and store.rejected() == []
+
+    still = encode_dataset(options([videos], out, decode_timeout=2.0))  # still hanging: stays transient
+    assert still.resumed and len(still.transient_inputs) == 1 and still.done == 0
+
+    monkeypatch.delenv(faults.DECODE_HANG)
+    probed: list[str] = []
+    import wfvae_cli.pipeline.planning as planning
+
+    real = planning.probe
+    monkeypatch.setattr(planning, "probe", lambda path, **kw: probed.append(path) or real(path, **kw))
+    again = encode_dataset(options([videos], out))
+    assert again.resumed and again.ok and again.done == 1 and again.already_done == 3
+    assert probed == [str(videos / names[0])]  # only the transient input was probed again
+    store = open_store(out)
+    assert len(store) == 4 and store.meta.completed_at and verify(out).ok
+    assert sorted(store.probes().state.tolist()) == [ProbeState.OK] * 4
+    assert {store[i]["source"] for i in range(4)} == {str(videos / n) for n in names}
+    model = load_model(MODEL)
+    for i in range(4):  # the appended row holds the right latents
+        sample = store[i]
+        np.testing.assert_allclose(sample["mean"], direct_latent(model, sample).numpy(), atol=1e-5)
+
+
+def test_decode_timeout_marks_the_row_transient_and_a_plain_rerun_retries_it(videos, tmp_path, monkeypatch):
+    """A clip whose decode times out is stored as Status.TRANSIENT (not failed); a rerun without
+    --retry-failed encodes it."""
+    from wfvae_cli import faults
+    from wfvae_cli.io import _worker
+    from wfvae_cli.store import Status
+
+    out = tmp_path / "s.zarr"
+    names = sorted(os.listdir(videos))
+    real_submit = _worker.DecodeWorker._submit
+
+    def hang_reads(self, kind, path, *args):  # probes answer, reads of one file hang
+        if kind == "read" and os.path.basename(path) == names[1]:
+            monkeypatch.setenv(faults.DECODE_HANG, names[1])
+        try:
+            return real_submit(self, kind, path, *args)
+        finally:
+            monkeypatch.delenv(faults.DECODE_HANG, raising=False)
+
+    monkeypatch.setattr(_worker.DecodeWorker, "_submit", hang_reads)
+    first = encode_dataset(options([videos], out, decode_timeout=2.0))
+    assert first.transient == 1 and first.failed == 0 and not first.ok
+    store = open_store(out)
+    (bucket,) = store.buckets
+    assert (store.status(bucket) == Status.TRANSIENT).sum() == 1 and not store.meta.completed_at
+    monkeypatch.setattr(_worker.DecodeWorker, "_submit", real_submit)
+    again = encode_dataset(options([videos], out))  # no --retry-failed
+    assert again.ok and again.done == 1 and again.transient == 0
+    assert open_store(out).meta.completed_at

@@ -73,7 +73,7 @@ def _crash_on_put(path: str, kill_at: int, per_sample: bool) -> None:
 def _assert_invariant(path: Path) -> dict[str, int]:
     """Every done row holds exactly its expected latents; no row is failed; the rest is pending."""
     store = open_store(path)
-    counts = {"pending": 0, "done": 0, "failed": 0}
+    counts = {"pending": 0, "done": 0, "failed": 0, "transient": 0}
     for bucket, info in store.buckets.items():
         status = store.status(bucket)
         assert set(np.unique(status)) <= {Status.PENDING, Status.DONE}, f"unexpected status in {bucket}"
@@ -108,7 +108,7 @@ def test_kill_mid_write_at_every_phase_then_resume(tmp_path: Path, per_sample: b
     report = verify(path, repair=True)  # removes the torn temporary files
     assert report.temp_files > 0 and report.ok
     _write_all(open_store(path, "r+"), per_sample)  # resume finishes the job
-    assert _assert_invariant(path) == {"pending": 0, "done": 34, "failed": 0}
+    assert _assert_invariant(path) == {"pending": 0, "done": 34, "failed": 0, "transient": 0}
 
 
 WRITER_SCRIPT = textwrap.dedent(

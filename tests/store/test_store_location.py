@@ -42,7 +42,7 @@ def test_create_write_reopen_finalize_stats(target):
     store.write_run_stats("run1", {"done": 10})
     again = open_store(target, "r+")  # consolidated metadata was rewritten: the new stats group is visible
     assert again.run_stats() == {"run1": {"done": 10}}
-    assert again.counts(BUCKET) == {"pending": 0, "done": 10, "failed": 0}
+    assert again.counts(BUCKET) == {"pending": 0, "done": 10, "failed": 0, "transient": 0}
     again.finalize(allow_pending=True)  # a root-attribute update keeps the consolidated metadata
     reader = open_store(target)
     assert reader._root.metadata.consolidated_metadata is not None

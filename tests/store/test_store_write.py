@@ -219,7 +219,7 @@ def test_resume_lists_pending_and_failed_and_retries(tmp_path: Path) -> None:
     assert resumed.pending_samples("9x32x32").tolist() == [3, 4, 6, 7, 8]
     assert resumed.pending_samples("9x32x32", include_failed=True).tolist() == [2, 3, 4, 6, 7, 8, 9]
     assert resumed.failed_samples("9x32x32") == [(2, "decode error: moov atom not found"), (9, "timeout")]
-    assert resumed.counts("9x32x32") == {"pending": 5, "done": 3, "failed": 2}
+    assert resumed.counts("9x32x32") == {"pending": 5, "done": 3, "failed": 2, "transient": 0}
     assert resumed.pending_samples("17x32x48").tolist() == list(range(7))
 
     with resumed.shard_writer("9x32x32", 0) as writer:
@@ -337,7 +337,7 @@ def test_parallel_shard_writers_lose_nothing(tmp_path: Path) -> None:
         t.join()
     assert not errors
     reopened = open_store(tmp_path / "s.zarr")
-    assert reopened.counts("b") == {"pending": 0, "done": 64, "failed": 0}
+    assert reopened.counts("b") == {"pending": 0, "done": 64, "failed": 0, "transient": 0}
     assert _assert_done_rows_exact(reopened, "b") == 64
 
 

@@ -238,11 +238,11 @@ def _render(summary) -> None:
     esc = ui.esc
     title = "plan (dry run)" if summary.dry_run else ("resumed " if summary.resumed else "") + f"store {summary.store}"
     table = Table(title=esc(title), title_justify="left")
-    for col in ("bucket", "latent (C,T,H,W)", "clips", "done", "failed", "pending"):
+    for col in ("bucket", "latent (C,T,H,W)", "clips", "done", "failed", "transient", "pending"):
         table.add_column(col, justify="left" if col == "bucket" else "right")
     for bid, b in summary.buckets.items():
         table.add_row(esc(bid), str(tuple(b["latent_shape"])), str(b["clips"]), str(b.get("done", "")),
-                      str(b.get("failed", "")), str(b.get("pending", "")))
+                      str(b.get("failed", "")), str(b.get("transient", "")), str(b.get("pending", "")))
     ui.out.print(table)
     line = f"{summary.inputs} inputs · {summary.videos} videos · {summary.clips} clips"
     if summary.dry_run:
@@ -254,7 +254,9 @@ def _render(summary) -> None:
     ui.out.print(line, markup=False)
     for w in summary.warnings:
         ui.warn(w)
-    problems = [("rejected", s, r) for s, r in summary.rejected] + [("failed", s, r) for s, r in summary.failures]
+    problems = ([("rejected", s, r) for s, r in summary.rejected]
+                + [("transient", s, r) for s, r in summary.transient_inputs]
+                + [("failed", s, r) for s, r in summary.failures])
     if problems:
         ptable = Table(title=f"{len(problems)} problem(s)", title_justify="left", title_style="bold red")
         ptable.add_column("")
@@ -265,3 +267,7 @@ def _render(summary) -> None:
         ui.out.print(ptable)
         if len(problems) > 50:
             ui.out.print(f"… and {len(problems) - 50} more (see --json or `wfvae info {summary.store}`)", markup=False)
+    if summary.transient or summary.transient_inputs:
+        ui.out.print(f"{summary.transient} clip(s) and {len(summary.transient_inputs)} input(s) failed for a reason "
+                     "that may not recur (timeout, I/O error): rerun the same command to retry them (no flag "
+                     "needed; --retry-failed also redoes the permanent failures)", markup=False)

@@ -35,7 +35,7 @@ def verify(
     else:
         state = "[green]OK[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
         ui.out.print(f"{ui.esc(store)}: {state} · {report.checked} done samples checked · {report.pending} pending · "
-                      f"{report.failed} failed")
+                      f"{report.failed} failed · {report.transient} transient (a rerun retries them)")
         for p in report.problems[:50]:
             ui.out.print(f"  {p}", markup=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_PARTIAL)
@@ -87,11 +87,12 @@ def render_store_info(path: Path | str, as_json: bool, storage_options: dict | N
         f"{'completed ' + meta.completed_at if meta.completed_at else 'incomplete'}"
     )
     table = Table(title_justify="left")
-    for col in ("bucket", "latent (C,T,H,W)", "samples", "done", "failed", "pending", "shards"):
+    for col in ("bucket", "latent (C,T,H,W)", "samples", "done", "failed", "transient", "pending", "shards"):
         table.add_column(col, justify="left" if col == "bucket" else "right")
     for b in s.buckets:
-        table.add_row(esc(b.bucket_id), str(tuple(b.latent_shape)), str(b.counts.done + b.counts.failed + b.counts.pending),
-                      str(b.counts.done), str(b.counts.failed), str(b.counts.pending), str(b.num_shards))
+        table.add_row(esc(b.bucket_id), str(tuple(b.latent_shape)), str(b.counts.total),
+                      str(b.counts.done), str(b.counts.failed), str(b.counts.transient), str(b.counts.pending),
+                      str(b.num_shards))
     ui.out.print(table)
     if runs:
         run_id, last = list(runs.items())[-1]

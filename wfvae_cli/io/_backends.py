@@ -157,8 +157,8 @@ def _wrap(src: Source, err: BaseException, other_err: BaseException | None = Non
     code = getattr(err, "errno", None)
     if isinstance(err, OSError) and not isinstance(err, av.FFmpegError) and code in TRANSIENT_ERRNOS:
         return VideoDecodeError(
-            f"{name_of(src)}: could not be read ({reason}); an I/O error, probably transient: it is retried "
-            "on resume (or rerun with --retry-failed)",
+            f"{name_of(src)}: could not be read ({reason}); an I/O error, probably transient: a plain rerun "
+            "of the same command retries it (no flag needed)",
             transient=True,
         )
     return VideoDecodeError(

@@ -271,8 +271,8 @@ class DecodeWorker:
                 self.kill()
                 raise VideoDecodeError(
                     f"{path}: decoding timed out after {timeout:g} s (a loaded machine or slow storage, or a "
-                    "file that hangs FFmpeg); retried on resume or with --retry-failed: raise the decode "
-                    "timeout if it keeps failing",
+                    f"file that hangs FFmpeg); transient: a plain rerun of the same command retries it (no flag "
+                    f"needed); if it keeps timing out, rerun with a larger --decode-timeout (now {timeout:g})",
                     transient=True,
                 )
             return _recv(self._sock)
@@ -281,8 +281,8 @@ class DecodeWorker:
             code = self._proc.returncode
             if code == -signal.SIGKILL:  # killed from outside (the OOM killer, an operator): not the file
                 raise VideoDecodeError(
-                    f"{path}: the decoder process was killed (SIGKILL, often out of memory); retried on "
-                    "resume or with --retry-failed",
+                    f"{path}: the decoder process was killed (SIGKILL, often out of memory); transient: a "
+                    "plain rerun of the same command retries it (no flag needed)",
                     transient=True,
                 ) from None
             raise VideoDecodeError(

@@ -47,6 +47,7 @@ __all__ = [
     "RemoteFile",
     "RemoteReadError",
     "TarMember",
+    "input_identity",
     "is_local",
     "join",
     "member_source",
@@ -222,9 +223,12 @@ class RemoteFile(io.RawIOBase):
                 if not is_transient(exc) or attempt == READ_ATTEMPTS - 1:
                     how = f"after {attempt + 1} attempts " if attempt else ""
                     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    transient = is_transient(exc)  # the network/endpoint kept failing: retried by a rerun
                     raise RemoteReadError(
-                        f"{self._label}: reading failed {how}({type(exc).__name__}: {reason}); "
-                        "check the network and endpoint, then rerun (failed samples: --retry-failed)"
+                        f"{self._label}: reading failed {how}({type(exc).__name__}: {reason}); check the network "
+                        "and endpoint, then " + ("rerun the same command: it retries this input (no flag needed)"
+                                                 if transient else "rerun with --retry-failed"),
+                        transient=transient,
                     ) from None
                 self.attempts += 1
                 self._close_file()
@@ -320,3 +324,28 @@ def open_input(source: str, options: dict[str, Any] | None = None) -> Iterator[s
         yield handle
     finally:
         handle.close()
+
+
+def input_identity(source: str) -> str:
+    """What must not change for a cached probe of ``source`` to stay valid: size and modification time.
+
+    Local file: ``size=…,mtime_ns=…`` (one ``stat``). URL: the object's size and ETag (or, without one, its
+    modification time) from one metadata request. Tar member: its shard's identity plus the member's byte range
+    (the member is immutable while the shard is). ``""`` when it cannot be read: such an input is probed again.
+    """
+    member = parse_member(source)
+    if member is not None:
+        shard = input_identity(member.shard)
+        return f"{shard},member={member.offset}+{member.size}" if shard else ""
+    try:
+        if not is_url(source):
+            st = os.stat(source)
+            return f"size={st.st_size},mtime_ns={st.st_mtime_ns}"
+        fs, path = filesystem(source, storage_options())
+        info = fs.info(path)
+    except Exception:
+        return ""
+    tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "content_md5") if info.get(k)), "")
+    if not tag:
+        tag = next((str(info[k]) for k in ("LastModified", "last_modified", "mtime", "updated") if info.get(k)), "")
+    return f"size={info.get('size', '')},tag={tag.strip(chr(34))}" if tag else ""

@@ -13,14 +13,14 @@ from wfvae_cli import __version__
 from wfvae_cli.devices import check_device
 from wfvae_cli.dtypes import STORE_DTYPES
 from wfvae_cli.errors import WfvaeError, one_line
-from wfvae_cli.io import discover_videos
+from wfvae_cli.io import VideoSource, discover_videos
 from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import LatentNormalizer, load_model
 from wfvae_cli.model.autoencoder import WFVAE
 from wfvae_cli.pipeline.backend import Backend, ProgressFn, open_backend
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.pipeline.planning import DatasetPlan, parse_bucket_id, plan_dataset
-from wfvae_cli.pipeline.stages import Task, clear_checkpoints
+from wfvae_cli.pipeline.stages import TaskList, clear_checkpoints
 from wfvae_cli.storage import StorageError
 from wfvae_cli.store import (
     LatentStore,
@@ -32,8 +32,11 @@ from wfvae_cli.store import (
     utc_now,
 )
 from wfvae_cli.store.errors import StoreError
+from wfvae_cli.store.index import unique_strings
+from wfvae_cli.store.layout import ProbeState
 from wfvae_cli.store.lease import LeaseHeldError, WriterLease
 from wfvae_cli.store.location import StoreLocation
+from wfvae_cli.store.probes import ProbeTable
 from wfvae_cli.store.store import is_half_created
 from wfvae_cli.store.verify import SampleProblem, find_damaged, reset_damaged
 
@@ -49,7 +52,7 @@ class EncodeSummary:
     clips: int
     already_done: int
     done: int
-    failed: int
+    failed: int  # rows failed for good (a plain rerun leaves them; --retry-failed redoes them)
     rejected: list[tuple[str, str]]
     failures: list[tuple[str, str]]
     buckets: dict[str, dict[str, Any]]
@@ -58,10 +61,14 @@ class EncodeSummary:
     dry_run: bool = False
     estimated_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: rows that failed for a reason that may not recur (timeouts, I/O errors): a plain rerun retries them
+    transient: int = 0
+    #: inputs whose probe failed that way: a plain rerun probes them again and adds their clips
+    transient_inputs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.rejected
+        return not self.failed and not self.rejected and not self.transient and not self.transient_inputs
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -95,19 +102,53 @@ def _is_store(location: StoreLocation) -> bool:
     return location.has_root() and not is_half_created(location)
 
 
-def _tasks(store: LatentStore, retry_failed: bool) -> tuple[list[Task], int]:
-    """Rows still to encode (pending, and failed with --retry-failed), sorted by bucket then row."""
-    tasks, done = [], 0
+def _tasks(store: LatentStore, retry_failed: bool) -> tuple[TaskList, int]:
+    """Rows still to encode (pending and transient, and failed with --retry-failed), sorted by bucket then row;
+    as index columns of those rows only (a Task is built when the executor reaches it)."""
+    tasks, done = TaskList(), 0
     for bucket in store.buckets:
         status = store.status(bucket)
         done += int((status == Status.DONE).sum())
         todo = store.pending_samples(bucket, include_failed=retry_failed)
         if len(todo) == 0:
             continue
-        records = store.records(bucket)
         size = parse_bucket_id(bucket)[1:]
-        tasks.extend(Task(bucket, int(r), records[int(r)], size) for r in todo)
+        tasks.add(bucket, todo, store.index_columns(bucket).take(todo), size)  # type: ignore[arg-type]
     return tasks, done
+
+
+def _probe_cache(location: StoreLocation) -> ProbeTable | None:
+    """The probe table of the complete store at ``location`` (an ``--overwrite`` re-plan or a dry run reuses
+    it), or ``None``; a store that cannot be read only costs the probes."""
+    if not _is_store(location):
+        return None
+    try:
+        return open_store(location).probes()
+    except Exception:
+        return None
+
+
+def _retry_transient_inputs(store: LatentStore, opts: EncodeOptions, model: WFVAE, sources: list[VideoSource],
+                            on_plan: Callable[[str, int, int], None] | None) -> list[tuple[str, str]]:
+    """Probe again the inputs whose probe failed transiently when the store was planned; add the clips of those
+    that now succeed and reject those that now fail for good (one commit: :meth:`LatentStore.extend`).
+
+    Returns the inputs still transient. Only inputs the command still lists are retried (others keep waiting).
+    """
+    table = store.probes()
+    if table is None or not (table.state == ProbeState.TRANSIENT).any():
+        return []
+    waiting = dict(zip(table.sources_in(ProbeState.TRANSIENT),
+                       table.error[table.state == ProbeState.TRANSIENT].tolist(), strict=True))
+    retry = [s for s in sources if s.path in waiting]
+    if not retry:
+        return list(waiting.items())
+    plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None,
+                        sources=retry)
+    if plan.buckets or plan.rejected or len(plan.transient) < len({s.path for s in retry}):
+        store.extend(plan.buckets, [*store.rejected(), *plan.rejected], table.merged(plan.probes))
+    retried = {s.path for s in retry}
+    return [(p, e) for p, e in waiting.items() if p not in retried] + plan.transient
 
 
 def _bucket_table(plan_or_store: DatasetPlan | LatentStore) -> dict[str, dict[str, Any]]:
@@ -213,7 +254,9 @@ def _encode_dataset(
         store = open_store(location, "r+")
         store.lease = lease
         check_compatible(store.meta, meta, path=out)
-        inputs, videos, rejected = _resume_inputs(store, opts, warnings)
+        found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+        transient_inputs = _retry_transient_inputs(store, opts, model, found.sources, on_plan)
+        inputs, videos, rejected = _resume_inputs(store, found.sources, warnings)
         # Done rows whose latents are gone (a deleted shard file / chunk) or, with --repair, unreadable: back to
         # pending, so this run re-encodes exactly them (store/verify.py: how "written" is told from "fill").
         damaged = find_damaged(store, full=opts.repair)
@@ -222,30 +265,34 @@ def _encode_dataset(
             reset_damaged(store, damaged, prefix="rerun" if not opts.repair else "--repair")
             repaired = len(damaged)
     else:
-        plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None)
+        plan = plan_dataset(opts, model.config, on_probe=(lambda d, t: on_plan("probe", d, t)) if on_plan else None,
+                            cache=_probe_cache(location))
         if dry_run:
             return EncodeSummary(
                 store=str(out), resumed=False, inputs=plan.inputs, videos=plan.videos, clips=plan.clips,
                 already_done=0, done=0, failed=0, rejected=plan.rejected, failures=[],
                 buckets=_bucket_table(plan), dry_run=True,
-                estimated_bytes=plan.estimated_bytes(opts.store_dtype, opts.kind),
+                estimated_bytes=plan.estimated_bytes(opts.store_dtype, opts.kind), transient_inputs=plan.transient,
             )
         if not plan.buckets:
+            first = plan.transient[0] if plan.transient else plan.rejected[0] if plan.rejected else None
             raise WfvaeError(
-                f"no usable clip in the inputs ({len(plan.rejected)} rejected, first: "
-                f"{plan.rejected[0][0] + ': ' + plan.rejected[0][1] if plan.rejected else 'none'}); nothing was written"
+                f"no usable clip in the inputs ({len(plan.rejected)} rejected, {len(plan.transient)} transient "
+                f"(rerun to retry them), first: {first[0] + ': ' + first[1] if first else 'none'}); nothing was written"
             )
         if backend is not None:  # Ray: enough shards (units of parallel work) for every worker
             plan = backend.shape_plan(plan)
         try:
-            store = create_store(location, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected)
+            store = create_store(location, meta, plan.buckets, overwrite=opts.overwrite, rejected=plan.rejected,
+                                 probes=plan.probes)
         except OSError as exc:
             if not location.is_local:
                 raise location.describe_error(exc) from exc
             raise WfvaeError(
                 f"--out {out}: cannot create the store ({exc.strerror or exc}); check the path and free space"
             ) from exc
-        rejected, inputs, videos = plan.rejected, plan.inputs, plan.videos
+        rejected, inputs, videos, transient_inputs = plan.rejected, plan.inputs, plan.videos, plan.transient
+        del plan  # its per-clip records: the run works from the store's index columns, not from them
     store.lease = lease  # every shard commit checks it: a job that lost the lease stops before marking
 
     tasks, already_done = _tasks(store, opts.retry_failed)
@@ -261,8 +308,10 @@ def _encode_dataset(
     store.refresh()
     if opts.clip_mode == "full":
         clear_checkpoints(store)  # rows now done or failed (also leftovers of killed runs)
-    if all(store.counts(b)["pending"] == 0 for b in store.buckets) and (result.done or result.failed or repaired
-                                                                        or not store.meta.completed_at):
+    # "completed" only when no work is left: no pending or transient row, no input waiting to be probed again;
+    # a finished store that this run did not change keeps its completed_at (nothing rewritten)
+    left = sum(c["pending"] + c["transient"] for c in map(store.counts, store.buckets))
+    if not transient_inputs and not left and (result.done or result.failed or repaired or not store.meta.completed_at):
         store.finalize(utc_now())
     times = result.times
     summary = EncodeSummary(
@@ -274,6 +323,7 @@ def _encode_dataset(
         already_done=already_done,
         done=result.done,
         failed=sum(store.counts(b)["failed"] for b in store.buckets),
+        transient=sum(store.counts(b)["transient"] for b in store.buckets),
         rejected=rejected,
         failures=result.failures,
         buckets=_bucket_table(store),
@@ -289,19 +339,20 @@ def _encode_dataset(
             "model_busy_fraction": round(times.model_busy_fraction, 4),
         },
         warnings=warnings,
+        transient_inputs=transient_inputs,
     )
     _write_stats(store, summary, opts, started_at, t_planned - t_start, time.perf_counter() - t_start)
     return summary
 
 
 def _resume_inputs(
-    store: LatentStore, opts: EncodeOptions, warnings: list[str]
+    store: LatentStore, sources: list[VideoSource], warnings: list[str]
 ) -> tuple[int, int, list[tuple[str, str]]]:
     """``(inputs, videos, rejected)`` of a resumed store; warns about inputs that were not planned into it."""
-    planned = {r.source for b in store.buckets for r in store.records(b)}  # one read of the index
-    known = planned | {s for s, _ in store.rejected()}
-    found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
-    new = [s.path for s in found.sources if s.path not in known]
+    planned = unique_strings([store.array(b, "source")[:] for b in store.buckets])  # one read per bucket
+    probes = store.probes()
+    known = planned | {s for s, _ in store.rejected()} | (set(probes.source.tolist()) if probes else set())
+    new = [s.path for s in sources if s.path not in known]
     if new:
         warnings.append(
             f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "
@@ -335,7 +386,8 @@ def _read_only_rerun(opts: EncodeOptions, meta: StoreMeta, cause: BaseException,
     store = open_store(opts.store_location, "r")
     check_compatible(store.meta, meta, path=opts.out)
     warnings: list[str] = []
-    inputs, videos, rejected = _resume_inputs(store, opts, warnings)
+    found = discover_videos(opts.inputs, columns=opts.columns, storage_options=opts.storage_options)
+    inputs, videos, rejected = _resume_inputs(store, found.sources, warnings)
     damaged = find_damaged(store, full=opts.repair)
     tasks, already_done = _tasks(store, opts.retry_failed)
     if not damaged and not tasks and store.meta.completed_at:
@@ -363,6 +415,7 @@ def run_stats(
             "inputs": summary.inputs, "videos": summary.videos, "clips": summary.clips,
             "already_done": summary.already_done, "done": summary.done, "failed_total": summary.failed,
             "failed_this_run": len(summary.failures), "rejected": len(summary.rejected),
+            "transient": summary.transient, "transient_inputs": len(summary.transient_inputs),
         },
         "rates": {
             "clips_per_s": round(summary.done / wall, 4) if wall > 0 else 0.0,

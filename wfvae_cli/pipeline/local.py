@@ -58,7 +58,7 @@ class _Writer(threading.Thread):
                         if op == "add":
                             writer.add(task.bucket, task.row, encode_seconds=seconds, **payload)
                         else:
-                            writer.fail(task.bucket, task.row, payload)
+                            writer.fail(task.bucket, task.row, payload, transient=bool(seconds))
                     if time.monotonic() - last_flush > self.opts.flush_interval:
                         writer.flush_all()
                         last_flush = time.monotonic()
@@ -104,7 +104,7 @@ def run_local(
         if out.ok:
             writer.put(("add", out.task, out.arrays, out.seconds))
         else:
-            writer.put(("fail", out.task, out.error, None))
+            writer.put(("fail", out.task, out.error, out.transient))  # 4th field of a fail: transient
 
     try:
         if opts.clip_mode == "full":

@@ -10,12 +10,13 @@ decoding runs and who owns the shard being written (see :mod:`wfvae_cli.pipeline
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.backend import StageTimes
 from wfvae_cli.pipeline.options import EncodeOptions
 from wfvae_cli.store import LatentStore, SampleRecord
+from wfvae_cli.store.index import IndexColumns
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,44 @@ class Task:
     row: int
     record: SampleRecord
     size: tuple[int, int]  # model input (H, W)
+
+
+class TaskList(Sequence[Task]):
+    """The rows a run encodes, as compact per-bucket index columns: a :class:`Task` (and its record) is built
+    when the executor reaches it, so the coordinator never holds a Python object per pending sample.
+
+    Parts are ``(bucket, rows, columns, size)`` in run order (bucket, then row); ``columns`` holds the rows'
+    index entries (``IndexColumns.take(rows)``).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, np.ndarray, IndexColumns, tuple[int, int]]] = []
+        self._offsets = [0]
+
+    def add(self, bucket: str, rows: np.ndarray, columns: IndexColumns, size: tuple[int, int]) -> None:
+        if len(rows):
+            self._parts.append((bucket, np.asarray(rows, dtype=np.int64), columns, size))
+            self._offsets.append(self._offsets[-1] + len(rows))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"task {i} out of range for {n}")
+        i %= n
+        k = bisect.bisect_right(self._offsets, i) - 1
+        bucket, rows, columns, size = self._parts[k]
+        j = i - self._offsets[k]
+        return Task(bucket, int(rows[j]), columns.record(j), size)
+
+    def __iter__(self) -> Iterator[Task]:
+        for bucket, rows, columns, size in self._parts:
+            for j, row in enumerate(rows.tolist()):
+                yield Task(bucket, row, columns.record(j), size)
 
 
 @dataclass
@@ -376,6 +416,8 @@ class Encoded:
     arrays: dict[str, np.ndarray] | None
     error: str = ""
     seconds: float = 0.0  # model seconds attributed to this clip (its share of the batch)
+    #: the failure may not recur (timeout, I/O error): stored as Status.TRANSIENT, retried by every rerun
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -384,7 +426,7 @@ class Encoded:
     @classmethod
     def load_failure(cls, clip: LoadedClip) -> Encoded:
         """A clip that could not be decoded: it fails alone, the model never sees it."""
-        return cls(clip.task, None, clip.error or "could not load the clip")
+        return cls(clip.task, None, clip.error or "could not load the clip", transient=clip.transient)
 
 
 def iter_batches(clips: Iterable[LoadedClip], size: int) -> Iterator[list[LoadedClip]]:
@@ -482,7 +524,8 @@ def encode_whole(task: Task, encoder: LatentEncoder, store: LatentStore | None =
     try:
         arrays = encoder.encode_stream(task, store)
     except Exception as exc:  # decode or model error of this one video
-        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0)
+        transient = bool(getattr(exc, "transient", False))  # a decode timeout / I/O error: retried by a rerun
+        return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0, transient=transient)
     return Encoded(task, arrays, "", time.perf_counter() - t0)
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wfvae_cli.store.errors import IncompatibleStoreError, ShardOwnershipError, StoreError
-from wfvae_cli.store.layout import BucketInfo, Compression, Status
+from wfvae_cli.store.layout import BucketInfo, Compression, ProbeState, Status
 from wfvae_cli.store.meta import FORMAT_NAME, FORMAT_VERSION, StoreMeta, check_compatible, utc_now
 from wfvae_cli.store.plan import BucketPlan, SampleRecord, default_shard_size
+from wfvae_cli.store.probes import ProbeTable
 from wfvae_cli.store.store import LatentStore, create_store, open_store
 from wfvae_cli.store.verify import StatusCounts, StoreSummary, VerifyReport, summary, verify
 from wfvae_cli.store.writer import ShardWriter, StoreWriter
@@ -49,6 +50,8 @@ __all__ = [
     "IncompatibleStoreError",
     "LatentDataset",
     "LatentStore",
+    "ProbeState",
+    "ProbeTable",
     "SampleRecord",
     "ShardOwnershipError",
     "ShardWriter",

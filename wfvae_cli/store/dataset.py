@@ -138,17 +138,15 @@ class LatentDataset(Dataset[dict[str, Any]]):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         bucket, row = self.locate(int(index) % len(self))
         store = self._open()
-        if self._kind == "posterior":
-            arrays = store.read_latents(bucket, row)
-            latent = torch.from_numpy(arrays["mean"].astype(np.float32))
-            if self.sample:
-                std = torch.exp(0.5 * torch.from_numpy(arrays["logvar"].astype(np.float32)))
-                latent = latent + std * self._noise(bucket, row, latent.shape)
-        else:
-            latent = torch.from_numpy(store.read_latents(bucket, row)["sample"].astype(np.float32))
+        # only the arrays this item needs (logvar only when drawing), all read in one concurrent round trip
+        names = ("sample",) if self._kind != "posterior" else ("mean", "logvar") if self.sample else ("mean",)
+        arrays, info = store.read_row(bucket, row, names, ("caption", "source", "key", "extra"))
+        latent = torch.from_numpy(arrays[names[0]].astype(np.float32))
+        if self.sample:
+            std = torch.exp(0.5 * torch.from_numpy(arrays["logvar"].astype(np.float32)))
+            latent = latent + std * self._noise(bucket, row, latent.shape)
         if self._scale is not None and self._shift is not None:
             latent = (latent - self._shift) * self._scale
-        info = store.read_sample_info(bucket, row, ("caption", "source", "key", "extra"))
         return {
             "latent": latent,
             "caption": info["caption"],

@@ -11,12 +11,14 @@ The columns are read through zarr (never the file system directly), so this work
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import zarr
 
+from wfvae_cli.store.errors import StoreError
 from wfvae_cli.store.layout import OPTIONAL_INDEX_ARRAYS, to_str_list
 from wfvae_cli.store.plan import SampleRecord
 
@@ -66,9 +68,53 @@ class IndexColumns:
             total += int(col.nbytes) + (int(np.strings.str_len(col).sum()) if f.name in _STRING_COLUMNS else 0)
         return total
 
+    def __getitem__(self, i: int) -> SampleRecord:
+        """Row ``i`` as a record: columns stand in for a sequence of records (a :class:`BucketPlan`'s samples)."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} rows")
+        return self.record(i % len(self))
+
+    def __iter__(self) -> Iterator[SampleRecord]:
+        return (self.record(i) for i in range(len(self)))
+
+    @classmethod
+    def from_lists(cls, source: list[str], clip_start: list[int], clip_end: list[int], frame_indices: list[Any],
+                   fps: list[float], width: list[int], height: list[int], caption: list[str], key: list[str],
+                   extra: list[str]) -> IndexColumns:
+        """Columns from per-field lists (planning builds these instead of a record per clip), checked as
+        :class:`SampleRecord` checks one record, but vectorised."""
+        frames = np.array(frame_indices, dtype=np.int64).reshape(len(source), -1)
+        cols = cls(
+            source=np.array(source, dtype=_STR), clip_start=np.array(clip_start, dtype=np.int64),
+            clip_end=np.array(clip_end, dtype=np.int64), frame_indices=frames.astype(_frames_dtype(frames)),
+            fps=np.array(fps, dtype=np.float64), width=np.array(width, dtype=np.int32),
+            height=np.array(height, dtype=np.int32), caption=np.array(caption, dtype=_STR),
+            key=np.array(key, dtype=_STR), extra=np.array(extra, dtype=_STR),
+        )
+        cols.check()
+        return cols
+
+    def check(self) -> None:
+        """Raise :class:`StoreError` naming the first row a :class:`SampleRecord` would refuse."""
+        if not len(self):
+            return
+        f = self.frame_indices
+        bad = ((self.clip_start < 0) | (self.clip_start >= self.clip_end) | ~np.isfinite(self.fps) | (self.fps <= 0)
+               | (self.width <= 0) | (self.height <= 0))
+        if f.ndim != 2 or f.shape[1] == 0:
+            bad[:] = True
+        else:
+            bad |= (f.min(axis=1) < self.clip_start) | (f.max(axis=1) >= self.clip_end)
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            self.record(int(rows[0]))  # raises the record's own message
+            raise StoreError(f"row {int(rows[0])} of the plan is invalid")
+
     @classmethod
     def from_records(cls, records: Sequence[SampleRecord]) -> IndexColumns:
-        """Columns of planned records (one pass over them; the plan is made of records anyway)."""
+        """Columns of planned records (one pass over them; columns are returned as they are)."""
+        if isinstance(records, IndexColumns):
+            return records
         frames = np.array([r.frame_indices for r in records], dtype=np.int64).reshape(len(records), -1)
         return cls(
             source=np.array([r.source for r in records], dtype=_STR),

@@ -104,7 +104,7 @@ class BucketPlan:
 
     bucket_id: str
     latent_shape: tuple[int, int, int, int]
-    samples: Sequence[SampleRecord]
+    samples: Sequence[SampleRecord]  # or an IndexColumns (store/index.py): the compact form planning builds
     shard_size: int | None = None
     num_frames: int = field(init=False)
 
@@ -116,7 +116,9 @@ class BucketPlan:
         object.__setattr__(self, "latent_shape", shape)
         if not self.samples:
             raise StoreError(f"bucket {self.bucket_id} has no samples; leave it out of the plan")
-        frames = {len(s.frame_indices) for s in self.samples}
+        columns = getattr(self.samples, "frame_indices", None)  # IndexColumns: (N, F), no record per row
+        frames = ({int(columns.shape[1])} if getattr(columns, "ndim", 0) == 2
+                  else {len(s.frame_indices) for s in self.samples})
         if len(frames) != 1:
             raise StoreError(
                 f"bucket {self.bucket_id}: samples have {sorted(frames)} frames; one bucket needs one frame count"

@@ -28,9 +28,9 @@ import zarr
 from zarr.codecs import ShardingCodec
 
 from wfvae_cli.errors import one_line
-from wfvae_cli.store.layout import Status
+from wfvae_cli.store.layout import Status, decode_latent_shard
 from wfvae_cli.store.meta import StoreMeta
-from wfvae_cli.store.store import LatentStore, open_store
+from wfvae_cli.store.store import LatentStore, _get_all, open_store
 
 _TEMP_SUFFIX = ".partial"  # zarr's LocalStore writes <key>.<uuid>.partial, then renames it
 
@@ -40,10 +40,11 @@ class StatusCounts:
     pending: int = 0
     done: int = 0
     failed: int = 0
+    transient: int = 0  # failed for a reason that may not recur: every rerun retries these
 
     @property
     def total(self) -> int:
-        return self.pending + self.done + self.failed
+        return self.pending + self.done + self.failed + self.transient
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class VerifyReport:
     @property
     def failed(self) -> int:
         return sum(c.failed for c in self.counts.values())
+
+    @property
+    def transient(self) -> int:
+        return sum(c.transient for c in self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -224,25 +229,56 @@ def find_damaged(store: LatentStore, *, full: bool = False) -> list[SampleProble
     return problems
 
 
+def _shard_block(store: LatentStore, bucket: str, name: str, rows: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]] | None:
+    """``(block, readable rows, problems)`` of one latent shard decoded in bulk (:func:`decode_latent_shard`),
+    or ``None`` to read it through zarr (another layout, or a read error)."""
+    shard = store.shard_of(bucket, int(rows[0]))
+    span = store.info(bucket).shard_range(shard)
+    arr = store.array(bucket, name)
+    try:
+        key = store.chunk_key(bucket, name, shard)
+        data = _get_all(store.location.zarr_store(read_only=True), [key]).get(key)
+    except KeyError:
+        data = None
+    except Exception:
+        return None
+    decoded = decode_latent_shard(data, arr.metadata.to_dict(), len(span))
+    if decoded is None:
+        return None
+    samples, bad = decoded
+    problems = {span.start + k: f"{name} unreadable ({reason})" for k, reason in bad.items()}
+    readable = np.array([r for r in rows.tolist() if int(r) not in problems], dtype=np.int64)
+    return samples[readable - span.start], readable, problems
+
+
 def _check_shard(store: LatentStore, bucket: str, rows: np.ndarray) -> dict[int, str]:
     """Problems among ``rows`` (done rows of one shard, ascending), ``row -> reason``."""
     lo, hi = int(rows[0]), int(rows[-1]) + 1
     problems: dict[int, str] = {}
+    wanted = set(rows.tolist())
     for name in store.meta.latent_names:
         arr = store.array(bucket, name)
-        try:
-            block = np.asarray(arr[lo:hi])[rows - lo]
-            readable = rows
-        except Exception:  # corrupt chunk or shard index: find which rows
-            good, ok_rows = [], []
-            for r in rows:
-                try:
-                    good.append(np.asarray(arr[int(r)]))
-                    ok_rows.append(int(r))
-                except Exception as exc:
-                    problems.setdefault(int(r), f"{name} unreadable ({one_line(exc, limit=200)})")
-            readable = np.array(ok_rows, dtype=np.int64)
-            block = np.stack(good) if good else np.zeros((0, 1), dtype=arr.dtype)
+        fast = _shard_block(store, bucket, name, rows)
+        if fast is not None:  # the bulk decoder (this layout's shards): ~50x faster than zarr per sample
+            block, readable, found = fast
+            for r, reason in found.items():
+                if r in wanted:
+                    problems.setdefault(r, reason)
+        else:
+            try:
+                block = np.asarray(arr[lo:hi])[rows - lo]
+                readable = rows
+            except Exception:  # corrupt chunk or shard index: find which rows
+                good, ok_rows = [], []
+                for r in rows:
+                    try:
+                        good.append(np.asarray(arr[int(r)]))
+                        ok_rows.append(int(r))
+                    except Exception as exc:
+                        problems.setdefault(int(r), f"{name} unreadable ({one_line(exc, limit=200)})")
+                readable = np.array(ok_rows, dtype=np.int64)
+                block = np.stack(good) if good else np.zeros((0, 1), dtype=arr.dtype)
         # one vectorised finiteness test per shard (a row per sample), not one numpy call per row
         bad = ~np.isfinite(block.reshape(len(readable), -1)).all(axis=1) if len(readable) else np.zeros(0, bool)
         for r in readable[bad]:
@@ -299,6 +335,7 @@ def summary(path: str | os.PathLike[str], *, storage_options: dict[str, Any] | N
         pending=sum(b.counts.pending for b in buckets),
         done=sum(b.counts.done for b in buckets),
         failed=sum(b.counts.failed for b in buckets),
+        transient=sum(b.counts.transient for b in buckets),
     )
     return StoreSummary(
         str(store.path), store.meta, tuple(buckets), store.location.nbytes(), totals, tuple(store.rejected())

@@ -94,11 +94,14 @@ class ShardWriter:
         except BaseException:
             self._lock.release()
             raise
-        accepted = (Status.PENDING, Status.FAILED) if retry_failed else (Status.PENDING,)
+        # transient rows are retried by every run; permanent failures only when asked
+        accepted = (Status.PENDING, Status.TRANSIENT, Status.FAILED) if retry_failed else (Status.PENDING,
+                                                                                          Status.TRANSIENT)
         self._outstanding = {lo + k for k, s in enumerate(self._status) if s in accepted}
         self._buffer: dict[int, dict[str, np.ndarray]] = {}
         self._buffer_seconds: dict[int, float] = {}
         self._failures: dict[int, str] = {}
+        self._transient: set[int] = set()  # rows of _failures whose failure may not recur (Status.TRANSIENT)
 
     # ------------------------------------------------------------------ state
     @property
@@ -187,13 +190,19 @@ class ShardWriter:
         if not self._outstanding:
             self.flush()
 
-    def fail(self, row: int, message: str) -> None:
-        """Record that ``row`` failed (written at the next flush). Done rows may be failed too (repair)."""
+    def fail(self, row: int, message: str, *, transient: bool = False) -> None:
+        """Record that ``row`` failed (written at the next flush). Done rows may be failed too (repair).
+
+        ``transient``: the failure may not recur (timeout, I/O error): the row becomes
+        :attr:`Status.TRANSIENT`, which every rerun retries, instead of failed.
+        """
         if not self.closed and row in self.rows and row not in self._buffer and row not in self._failures:
             self._outstanding.add(row)  # failing a done/failed row is allowed: it only takes it out of use
         self._check_row(row)
         self._outstanding.discard(row)
         self._failures[row] = " ".join(str(message).split()) or "failed"
+        if transient:
+            self._transient.add(row)
         if not self._outstanding:
             self.flush()
 
@@ -258,6 +267,7 @@ class ShardWriter:
         self._buffer.clear()
         self._buffer_seconds.clear()
         self._failures.clear()
+        self._transient.clear()
 
     def _commit(
         self,
@@ -283,7 +293,7 @@ class ShardWriter:
             self._errors[row - lo] = ""
             self._seconds[row - lo] = seconds.get(row, math.nan)
         for row, message in failures.items():
-            self._status[row - lo] = Status.FAILED
+            self._status[row - lo] = Status.TRANSIENT if row in self._transient else Status.FAILED
             self._errors[row - lo] = message
         for row, message in (resets or {}).items():
             self._status[row - lo] = Status.PENDING
@@ -310,6 +320,7 @@ class ShardWriter:
         self._buffer.clear()
         self._buffer_seconds.clear()
         self._failures.clear()
+        self._transient.clear()
         self._lock.release()
 
 
@@ -372,10 +383,10 @@ class StoreWriter:
         writer.add(row, encode_seconds=encode_seconds, **latents)
         self._after(writer)
 
-    def fail(self, bucket: str, row: int, message: str) -> None:
+    def fail(self, bucket: str, row: int, message: str, *, transient: bool = False) -> None:
         """Record a failed sample (see :meth:`ShardWriter.fail`)."""
         writer = self._writer(bucket, row)
-        writer.fail(row, message)
+        writer.fail(row, message, transient=transient)
         self._after(writer)
 
     def flush_all(self) -> int:

@@ -181,7 +181,7 @@ class ModelWorker:
                     if out.ok:
                         writer.add(out.task.row, encode_seconds=out.seconds, **out.arrays)  # type: ignore[arg-type]
                     else:
-                        writer.fail(out.task.row, out.error)
+                        writer.fail(out.task.row, out.error, transient=out.transient)
                     if work.isolate or time.monotonic() - last_flush > opts.flush_interval:
                         writer.flush()  # isolate: each sample committed, so a fatal clip is the next row
                         last_flush = time.monotonic()
