@@ -52,6 +52,9 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
 #: the video has them, so that a causal conv re-reads its two held frames for every few new ones
 SLAB_ACTIVATION_BYTES = 8 * 2**20
 MIN_SLAB_FRAMES = 4
+#: on the direct path a slab may be as large as 1/DIRECT_SLAB_WEIGHT_SHARE of the block's filters (each
+#: slab reorders them again; a reorder is a pass over the filters, small beside the conv's work)
+DIRECT_SLAB_WEIGHT_SHARE = 8
 
 
 def slab_frame_count(x: torch.Tensor, channels: int, at_least_bytes: int = 0, min_frames: int = 1) -> int:
@@ -290,7 +293,11 @@ class _ResnetBlock(nn.Module):
         stream = CausalCache() if cache is None else cache
         weight_bytes = max(getattr(c, "conv", c).weight.numel() for c in (self.conv1, self.conv2)) * x.element_size()
         temporal = isinstance(self.conv1, CausalConv3d)
-        per_slab = slab_frame_count(x, self.out_channels, weight_bytes // 2, MIN_SLAB_FRAMES if temporal else 1)
+        conv1 = getattr(self.conv1, "conv", self.conv1)
+        if _use_winograd(conv1, x, frames(x)):  # each slab transforms the filters again: large slabs
+            per_slab = slab_frame_count(x, self.out_channels, weight_bytes // 2, MIN_SLAB_FRAMES if temporal else 1)
+        else:  # a slab only costs the direct conv a filter reorder (and re-reading kt - 1 frames): small slabs
+            per_slab = slab_frame_count(x, self.out_channels, weight_bytes // DIRECT_SLAB_WEIGHT_SHARE, 1)
         for f0, f1 in frame_slabs(frames(x), per_slab):
             h = self._conv(self.conv1, x[:, :, f0:f1], stream, self.norm1)
             self._conv(self.conv2, h, stream, self.norm2, out=residual[:, :, f0:f1])
@@ -425,6 +432,13 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if frames(x) == 0:
             return empty_frames(x, self.conv.out_channels, 2 * x.shape[3], 2 * x.shape[4])
+        if direct.applies(x) and not _use_winograd(self.conv, x, frames(x)):
+            # the 4x larger interpolated input exists one slab of frames at a time (per-frame ops)
+            return _in_slabs(
+                frames(x),
+                slab_frame_count(x, 4 * x.shape[1]),
+                lambda f0, f1: _frame_conv(F.interpolate(x[:, :, f0:f1], scale_factor=(1, 2, 2), mode="nearest"), self.conv),
+            )
         return _frame_conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), self.conv)
 
 
