@@ -199,6 +199,8 @@ def test_verdict_never_picks_a_hungrier_path_and_breaks_ties_by_memory():
     assert products.decide(seconds, {"direct": 40 * mb, "bmm": 35 * mb, "onednn": 25 * mb}) == "bmm"
     # the hungrier one drops out, the other still qualifies
     assert products.decide(seconds, {"direct": 30 * mb, "bmm": 35 * mb, "onednn": 25 * mb}) == "onednn"
+    # a candidate not timed (hopeless at warm-up) never qualifies
+    assert products.decide({"direct": 1.0, "conv": None, "bmm": 0.5}, {"direct": 2, "conv": 1, "bmm": 2}) == "bmm"
 
 
 def test_verdict_is_measured_with_one_thread_per_core_whatever_the_caller_set(monkeypatch):

@@ -193,11 +193,14 @@ MARGIN = 0.10
 #: the mid blocks the largest filters)
 CALIBRATION = ((1, 128, 2, 64), (3, 256, 3, 32), (3, 512, 3, 16))
 REPEATS = 5
+#: a candidate whose warm-up (first calls, including one-time set-up) took this many times direct's is
+#: not timed further: the calibration stays short where a backend is pathologically slow
+WARMUP_HOPELESS = 4
 
 
-def decide(seconds: dict[str, float], peaks: dict[str, int] | None = None) -> str | None:
-    """The verdict from whole-layer ``seconds`` and peak allocated bytes ``peaks`` per candidate
-    ("direct" and backend names).
+def decide(seconds: dict[str, float | None], peaks: dict[str, int] | None = None) -> str | None:
+    """The verdict from whole-layer ``seconds`` (None: not timed, hopeless) and peak allocated bytes
+    ``peaks`` per candidate ("direct" and backend names).
 
     A backend qualifies only if it beats direct by MARGIN in time and needs no more memory than
     direct: the verdict never picks a path that is slower or hungrier than the official algorithm.
@@ -209,7 +212,8 @@ def decide(seconds: dict[str, float], peaks: dict[str, int] | None = None) -> st
     qualify = {
         k: v
         for k, v in seconds.items()
-        if k != "direct" and v < (1 - MARGIN) * seconds["direct"] and (limit is None or peaks.get(k, 0) <= limit)
+        if k != "direct" and v is not None and v < (1 - MARGIN) * seconds["direct"]
+        and (limit is None or peaks.get(k, 0) <= limit)
     }
     if not qualify:
         return None
@@ -253,11 +257,19 @@ def _measure() -> dict:
         names = list(layers[0])
         times: dict[str, list[float]] = {k: [] for k in names}
         peaks = dict.fromkeys(names, 0)
+        warm = dict.fromkeys(names, 0.0)
         with torch.inference_mode():
             for runs in layers:
                 for name, fn in runs.items():
+                    t0 = time.perf_counter()
                     fn()  # warm-up (oneDNN primitives, MKL's buffers), then the exact peak
+                    warm[name] += time.perf_counter() - t0
                     peaks[name] = max(peaks[name], peak_allocated(fn)[1])
+            # a candidate whose warm-up took several times direct's is hopeless: not timed (time "inf")
+            hopeless = [k for k in names if k != "direct" and warm[k] > WARMUP_HOPELESS * warm["direct"]]
+            for name in hopeless:
+                times[name].append(float("inf"))
+            names = [k for k in names if k not in hopeless]
             for repeat in range(REPEATS):
                 for name in names:
                     t0 = time.perf_counter()
@@ -268,8 +280,8 @@ def _measure() -> dict:
                     names = [k for k in names if k == "direct" or times[k][0] < 2 * times["direct"][0]]
     finally:
         torch.set_num_threads(threads)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    return {"backend": decide(med, peaks), "seconds": {k: round(v, 5) for k, v in med.items()},
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}  # (inf: not timed, never chosen)
+    return {"backend": decide(med, peaks), "seconds": {k: round(v, 5) if v < float("inf") else None for k, v in med.items()},
             "peak_bytes": peaks, "margin": MARGIN, "repeats": REPEATS,
             "layers": [f"{'causal 3x3x3' if kt > 1 else '3x3 per frame'} {c}->{c}, {n}x{s}x{s}"
                        for kt, c, n, s in CALIBRATION],
