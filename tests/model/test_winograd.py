@@ -174,7 +174,7 @@ def test_products_backend_is_measured_once_per_machine_or_forced(tmp_path, monke
         monkeypatch.delenv("WFVAE_WINOGRAD_PRODUCTS")
         found = products.verdict()  # the figures behind it, as `wfvae info --json` shows them
         assert found["source"] == "cached" and found["backend"] == first
-        assert set(found["seconds"]) == {"direct", *products.BACKENDS}
+        assert set(found["seconds"]) == set(found["peak_bytes"]) == {"direct", *products.BACKENDS}
     finally:
         products.backend.cache_clear()
 
@@ -185,6 +185,46 @@ def test_verdict_needs_a_margin_over_direct():
     assert products.decide({"direct": 1.0, "bmm": 1 - m / 2}) is None  # a win within noise: direct
     assert products.decide({"direct": 1.0, "bmm": 1.2}) is None
     assert products.decide({"direct": 1.0}) is None  # no kernels: no candidates
+
+
+def test_verdict_never_picks_a_hungrier_path_and_breaks_ties_by_memory():
+    mb = 2**20
+    # faster than direct by far, but needs more memory than direct: not chosen
+    assert products.decide({"direct": 1.0, "bmm": 0.5}, {"direct": 20 * mb, "bmm": 30 * mb}) is None
+    # two qualifying backends within the margin of each other: the smaller peak wins, though slower
+    seconds = {"direct": 1.0, "bmm": 0.70, "onednn": 0.74}
+    assert products.decide(seconds, {"direct": 40 * mb, "bmm": 35 * mb, "onednn": 25 * mb}) == "onednn"
+    # beyond the margin the faster one wins whatever the memory (both no hungrier than direct)
+    seconds = {"direct": 1.0, "bmm": 0.5, "onednn": 0.8}
+    assert products.decide(seconds, {"direct": 40 * mb, "bmm": 35 * mb, "onednn": 25 * mb}) == "bmm"
+    # the hungrier one drops out, the other still qualifies
+    assert products.decide(seconds, {"direct": 30 * mb, "bmm": 35 * mb, "onednn": 25 * mb}) == "onednn"
+    # a candidate not timed (hopeless at warm-up) never qualifies
+    assert products.decide({"direct": 1.0, "conv": None, "bmm": 0.5}, {"direct": 2, "conv": 1, "bmm": 2}) == "bmm"
+
+
+def test_verdict_is_measured_with_one_thread_per_core_whatever_the_caller_set(monkeypatch):
+    seen = []
+    monkeypatch.setattr(products, "REPEATS", 1)
+    monkeypatch.setattr(products, "CALIBRATION", ((3, 16, 2, 8), (1, 16, 2, 8)))
+    real = products._calibration_runs
+
+    def spy(layer):
+        seen.append(torch.get_num_threads())
+        return real(layer)
+
+    monkeypatch.setattr(products, "_calibration_runs", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        found = products._measure()
+    finally:
+        torch.set_num_threads(before)
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert seen == [cores, cores] and found["threads"] == cores
+    assert set(found["peak_bytes"]) == set(found["seconds"]) == {"direct", *products.BACKENDS}
+    assert all(v > 0 for v in found["peak_bytes"].values())
+    assert found["backend"] == products.decide(found["seconds"], found["peak_bytes"])
 
 
 def test_auto_runs_direct_where_winograd_does_not_pay(monkeypatch):

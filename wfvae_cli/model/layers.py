@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frame_range, frames
-from wfvae_cli.model.fastconv import winograd
+from wfvae_cli.model.fastconv import direct, winograd
 
 #: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(2x2,3x3) when the
 #: compiled kernels are available and measured faster here, else direct), "direct" (the framework's
@@ -52,6 +52,9 @@ def _use_winograd(conv: nn.Conv2d | nn.Conv3d, x: torch.Tensor, frames_in: int) 
 #: the video has them, so that a causal conv re-reads its two held frames for every few new ones
 SLAB_ACTIVATION_BYTES = 8 * 2**20
 MIN_SLAB_FRAMES = 4
+#: on the direct path a slab may be as large as 1/DIRECT_SLAB_WEIGHT_SHARE of the block's filters (each
+#: slab reorders them again; a reorder is a pass over the filters, small beside the conv's work)
+DIRECT_SLAB_WEIGHT_SHARE = 8
 
 
 def slab_frame_count(x: torch.Tensor, channels: int, at_least_bytes: int = 0, min_frames: int = 1) -> int:
@@ -92,6 +95,11 @@ def _norm_swish(parts: list[torch.Tensor], norm: LayerNormChannels | None) -> li
     return parts if norm is None else [swish(norm(p)) for p in parts]
 
 
+def _params(norm: LayerNormChannels | None) -> winograd.Norm | None:
+    """What a fused convolution needs to apply ``norm`` (and SiLU) itself."""
+    return None if norm is None else norm.params()
+
+
 def _add_into(y: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     """``out += y`` (the residual of a fused block), or ``y`` alone."""
     return y if out is None else out.add_(y)
@@ -115,6 +123,8 @@ def _frame_conv(
         return empty_frames(x, conv.out_channels, h, w)
     if _use_winograd(conv, x, frames(x)):
         return winograd.conv3x3([x], conv.weight, conv.bias, norm=None if norm is None else norm.params(), out=out)
+    if direct.applies(x):
+        return direct.conv([x], conv.weight, conv.bias, conv.stride, conv.padding, norm=_params(norm), out=out)
     (x,) = _norm_swish([x], norm)
     b, c, t, h, w = x.shape
     images = channels_last(x).permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
@@ -177,7 +187,9 @@ class CausalConv3d(nn.Module):
             w = (x.shape[4] + 2 * c.padding[2] - c.kernel_size[2]) // c.stride[2] + 1
             return empty_frames(x, c.out_channels, h, w)
         if _use_winograd(c, x, sum(frames(p) for p in parts)):  # reads the parts: no padded copy
-            return winograd.conv3x3(parts, c.weight, c.bias, norm=None if norm is None else norm.params(), out=out)
+            return winograd.conv3x3(parts, c.weight, c.bias, norm=_params(norm), out=out)
+        if direct.applies(x):  # the padded (normalised) window built slab by slab, filters in blocks
+            return direct.conv(parts, c.weight, c.bias, c.stride, c.padding, norm=_params(norm), out=out)
         parts = _norm_swish(parts, norm)
         return _add_into(c(channels_last(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))), out)
 
@@ -281,7 +293,11 @@ class _ResnetBlock(nn.Module):
         stream = CausalCache() if cache is None else cache
         weight_bytes = max(getattr(c, "conv", c).weight.numel() for c in (self.conv1, self.conv2)) * x.element_size()
         temporal = isinstance(self.conv1, CausalConv3d)
-        per_slab = slab_frame_count(x, self.out_channels, weight_bytes // 2, MIN_SLAB_FRAMES if temporal else 1)
+        conv1 = getattr(self.conv1, "conv", self.conv1)
+        if _use_winograd(conv1, x, frames(x)):  # each slab transforms the filters again: large slabs
+            per_slab = slab_frame_count(x, self.out_channels, weight_bytes // 2, MIN_SLAB_FRAMES if temporal else 1)
+        else:  # a slab only costs the direct conv a filter reorder (and re-reading kt - 1 frames): small slabs
+            per_slab = slab_frame_count(x, self.out_channels, weight_bytes // DIRECT_SLAB_WEIGHT_SHARE, 1)
         for f0, f1 in frame_slabs(frames(x), per_slab):
             h = self._conv(self.conv1, x[:, :, f0:f1], stream, self.norm1)
             self._conv(self.conv2, h, stream, self.norm2, out=residual[:, :, f0:f1])
@@ -372,6 +388,8 @@ class Downsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if frames(x) == 0:
             return empty_frames(x, self.conv.out_channels, x.shape[3] // 2, x.shape[4] // 2)
+        if direct.applies(x):  # the zero-padded input built one slab at a time
+            return direct.conv([x], self.conv.weight, self.conv.bias, self.conv.stride, self.conv.padding, pad_hw=(1, 1))
         return _in_slabs(
             frames(x),
             slab_frame_count(x, x.shape[1]),
@@ -392,6 +410,9 @@ class Spatial2xTime2x3DDownsample(nn.Module):
         parts = causal_parts(conv, x, cache, kt, st)
         if parts is None:
             return empty_frames(x, conv.conv.out_channels, x.shape[3] // 2, x.shape[4] // 2)
+        if direct.applies(x):
+            c = conv.conv
+            return direct.conv(parts, c.weight, c.bias, c.stride, c.padding, pad_hw=(1, 1))
         n_out = (sum(frames(p) for p in parts) - kt) // st + 1
 
         def window(j0: int, j1: int) -> torch.Tensor:
@@ -411,6 +432,13 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if frames(x) == 0:
             return empty_frames(x, self.conv.out_channels, 2 * x.shape[3], 2 * x.shape[4])
+        if direct.applies(x) and not _use_winograd(self.conv, x, frames(x)):
+            # the 4x larger interpolated input exists one slab of frames at a time (per-frame ops)
+            return _in_slabs(
+                frames(x),
+                slab_frame_count(x, 4 * x.shape[1]),
+                lambda f0, f1: _frame_conv(F.interpolate(x[:, :, f0:f1], scale_factor=(1, 2, 2), mode="nearest"), self.conv),
+            )
         return _frame_conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), self.conv)
 
 

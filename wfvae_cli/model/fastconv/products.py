@@ -7,8 +7,9 @@ there depends on the CPU: ``bmm`` (PyTorch's batched matrix product: MKL's sgemm
 of the peak on Intel CPUs, while MKL has historically taken a slow code path on other vendors' CPUs,
 where ``conv`` (the products as 1x1 convolutions over a grid of tiles: oneDNN, which the official
 code's own convolutions use) is the safe choice. :func:`backend` times both once per machine on a
-representative layer and keeps the faster, or none if even the faster would not beat the direct
-convolution there (``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct`` pins it).
+few representative whole layers (time and peak memory) and keeps the faster, or none if none
+beats the direct convolution there by a margin without needing more memory (:func:`decide`;
+``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct`` pins it).
 
 Both give a :class:`Planes`: where the 16 products of a step are, for the output transform.
 """
@@ -154,7 +155,8 @@ def backend() -> str | None:
 def verdict() -> dict:
     """The backend decision with its figures: ``backend``, ``source`` ("pinned" by
     ``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct``, "cached", "measured" or "uncached" when the cache
-    directory is unwritable), ``seconds`` per candidate and ``threads`` (``wfvae info --json`` shows it).
+    directory is unwritable), ``seconds`` and ``peak_bytes`` per candidate and ``threads`` (``wfvae info
+    --json`` shows it; :func:`decide` has the rule).
 
     Measured once per machine and remembered next to the compiled kernels (keyed by CPU and torch
     version, under a file lock), so that every process on a machine computes the same numbers: the
@@ -164,7 +166,7 @@ def verdict() -> dict:
     forced = os.environ.get("WFVAE_WINOGRAD_PRODUCTS", "")
     if forced in (*BACKENDS, "direct"):
         return {"backend": None if forced == "direct" else forced, "source": "pinned"}
-    path = native.cache_dir() / f"winograd-products-v2-{native.machine_key()}.json"
+    path = native.cache_dir() / f"winograd-products-v3-{native.machine_key()}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
@@ -181,49 +183,106 @@ def verdict() -> dict:
 
 
 #: a Winograd backend is chosen only when its whole-layer time beats the direct convolution's by this
-#: fraction: near a tie the direct (official) algorithm wins, so that reruns do not flip the verdict
+#: fraction: near a tie the direct (official) algorithm wins, so that reruns do not flip the verdict;
+#: among the backends that qualify, those within this fraction of the fastest are a tie, broken by memory
 MARGIN = 0.10
-#: the calibration layer, a realistic WF-VAE layer (a level-2/mid resnet conv): causal 3x3x3,
-#: 256 -> 256 channels, 3 output frames of 32x32, run whole through the Winograd driver (transforms,
-#: plans and products) and through the framework's direct convolution
-_C, _KT, _FRAMES, _SIDE = 256, 3, 3, 32
+#: the calibration layers, realistic WF-VAE layers run whole through the drivers that the model uses
+#: (the Winograd driver with each products backend, and the bounded-memory direct driver):
+#: (temporal kernel, channels, output frames, side) — a level-1 per-frame 3x3 conv, a level-2 and a
+#: mid-block causal 3x3x3 conv (the mix of a wfvae-s/l encoder, where level 1 has the most pixels and
+#: the mid blocks the largest filters)
+CALIBRATION = ((1, 128, 2, 64), (3, 256, 3, 32), (3, 512, 3, 16))
 REPEATS = 5
+#: a candidate whose warm-up (first calls, including one-time set-up) took this many times direct's is
+#: not timed further: the calibration stays short where a backend is pathologically slow
+WARMUP_HOPELESS = 4
 
 
-def decide(seconds: dict[str, float]) -> str | None:
-    """The verdict from whole-layer ``seconds`` per candidate ("direct" and backend names): the fastest
-    backend if it beats direct by MARGIN, else None (direct)."""
-    candidates = {k: v for k, v in seconds.items() if k != "direct"}
-    if not candidates:
+def decide(seconds: dict[str, float | None], peaks: dict[str, int] | None = None) -> str | None:
+    """The verdict from whole-layer ``seconds`` (None: not timed, hopeless) and peak allocated bytes
+    ``peaks`` per candidate ("direct" and backend names).
+
+    A backend qualifies only if it beats direct by MARGIN in time and needs no more memory than
+    direct: the verdict never picks a path that is slower or hungrier than the official algorithm.
+    Among those that qualify, the ones within MARGIN of the fastest are a tie, which the smaller peak
+    breaks (then the time). None (direct) when nothing qualifies.
+    """
+    peaks = peaks or {}
+    limit = peaks.get("direct")
+    qualify = {
+        k: v
+        for k, v in seconds.items()
+        if k != "direct" and v is not None and v < (1 - MARGIN) * seconds["direct"]
+        and (limit is None or peaks.get(k, 0) <= limit)
+    }
+    if not qualify:
         return None
-    best = min(candidates, key=candidates.__getitem__)
-    return best if candidates[best] < (1 - MARGIN) * seconds["direct"] else None
+    fastest = min(qualify.values())
+    ties = [k for k, v in qualify.items() if v <= (1 + MARGIN) * fastest]
+    return min(ties, key=lambda k: (peaks.get(k, 0), qualify[k]))
+
+
+def _calibration_runs(layer: tuple[int, int, int, int]) -> dict:
+    """The candidates' whole-layer calls for one calibration layer (random input and filters, seeded)."""
+    from wfvae_cli.model.fastconv import direct, winograd
+
+    kt, c, n, side = layer
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, c, n, side, side, generator=gen).contiguous(memory_format=torch.channels_last_3d)
+    w = torch.randn(c, c, kt, 3, 3, generator=gen) / (c * 9 * kt) ** 0.5
+    parts = [x[:, :, :1].expand(-1, -1, kt - 1, -1, -1), x] if kt > 1 else [x]
+    w_direct = w if kt > 1 else w[:, :, 0]  # a per-frame conv has 2D filters
+    stride, padding = ((1, 1, 1), (0, 1, 1)) if kt > 1 else ((1, 1), (1, 1))
+    runs = {"direct": lambda: direct.conv(parts, w_direct, None, stride, padding)}
+    if native.library() is not None:
+        for name in BACKENDS:
+            runs[name] = lambda name=name: winograd.conv3x3(parts, w, backend_name=name)
+    return runs
 
 
 def _measure() -> dict:
-    """Median of REPEATS whole-layer timings per candidate, the candidates alternating on every repeat
-    (machine noise hits all alike)."""
-    from wfvae_cli.model.fastconv import winograd
+    """Per candidate: the median over REPEATS of the calibration layers' summed time, the candidates
+    alternating on every repeat (machine noise hits all alike), and the largest peak of allocated
+    bytes over the layers (:func:`memory.peak_allocated`, exact and the same on every run).
 
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, _C, _FRAMES, _SIDE, _SIDE, generator=gen).contiguous(memory_format=torch.channels_last_3d)
-    w = torch.randn(_C, _C, _KT, 3, 3, generator=gen) / (_C * 27) ** 0.5
-    padded = torch.cat([x[:, :, :1]] * (_KT - 1) + [x], dim=2)
-    runs = {"direct": lambda: F.conv3d(padded, w, padding=(0, 1, 1))}
-    if native.library() is not None:
-        for name in BACKENDS:
-            runs[name] = lambda name=name: winograd.conv3x3([x[:, :, :1].expand(-1, -1, _KT - 1, -1, -1), x], w,
-                                                            backend_name=name)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    with torch.inference_mode():
-        for fn in runs.values():
-            fn()  # warm-up
-        for _ in range(REPEATS):
-            for name, fn in runs.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    return {"backend": decide(med), "seconds": {k: round(v, 5) for k, v in med.items()}, "margin": MARGIN,
-            "repeats": REPEATS, "layer": f"causal 3x3x3 {_C}->{_C}, {_FRAMES}x{_SIDE}x{_SIDE}",
-            "threads": torch.get_num_threads()}
+    Measured with one thread per usable core (then restored), whatever the calling process set: the
+    verdict is per machine, so it must not depend on which process happened to measure it."""
+    from wfvae_cli.model.fastconv.memory import peak_allocated
+
+    threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(cores)
+    try:
+        layers = [_calibration_runs(layer) for layer in CALIBRATION]
+        names = list(layers[0])
+        times: dict[str, list[float]] = {k: [] for k in names}
+        peaks = dict.fromkeys(names, 0)
+        warm = dict.fromkeys(names, 0.0)
+        with torch.inference_mode():
+            for runs in layers:
+                for name, fn in runs.items():
+                    t0 = time.perf_counter()
+                    fn()  # warm-up (oneDNN primitives, MKL's buffers), then the exact peak
+                    warm[name] += time.perf_counter() - t0
+                    peaks[name] = max(peaks[name], peak_allocated(fn)[1])
+            # a candidate whose warm-up took several times direct's is hopeless: not timed (time "inf")
+            hopeless = [k for k in names if k != "direct" and warm[k] > WARMUP_HOPELESS * warm["direct"]]
+            for name in hopeless:
+                times[name].append(float("inf"))
+            names = [k for k in names if k not in hopeless]
+            for repeat in range(REPEATS):
+                for name in names:
+                    t0 = time.perf_counter()
+                    for runs in layers:
+                        runs[name]()
+                    times[name].append(time.perf_counter() - t0)
+                if repeat == 0:  # a candidate at twice direct's time cannot qualify: not timed further
+                    names = [k for k in names if k == "direct" or times[k][0] < 2 * times["direct"][0]]
+    finally:
+        torch.set_num_threads(threads)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}  # (inf: not timed, never chosen)
+    return {"backend": decide(med, peaks), "seconds": {k: round(v, 5) if v < float("inf") else None for k, v in med.items()},
+            "peak_bytes": peaks, "margin": MARGIN, "repeats": REPEATS,
+            "layers": [f"{'causal 3x3x3' if kt > 1 else '3x3 per frame'} {c}->{c}, {n}x{s}x{s}"
+                       for kt, c, n, s in CALIBRATION],
+            "threads": cores}
