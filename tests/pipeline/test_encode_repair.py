@@ -139,7 +139,7 @@ def test_a_crash_after_the_reset_leaves_pending_rows_the_next_rerun_encodes(vide
         encode_dataset(options([videos], out))
     monkeypatch.undo()
     store = open_store(out)
-    assert store.counts("9x64x64") == {"pending": 2, "done": 2, "failed": 0} and len(store) == 2
+    assert store.counts("9x64x64") == {"pending": 2, "done": 2, "failed": 0, "transient": 0} and len(store) == 2
     assert len(LatentDataset(out)) == 2  # readers never see the lost rows
     assert encode_dataset(options([videos], out)).done == 2
     assert_same_store(reference, out)

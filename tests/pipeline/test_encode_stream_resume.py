@@ -74,7 +74,7 @@ def test_kill_mid_video_loses_at_most_one_chunk(video, reference, tmp_path, monk
     out = tmp_path / "s.zarr"
     _killed_run(video, out, at)
     store = open_store(out)
-    assert store.counts("41x64x64") == {"pending": 1, "done": 0, "failed": 0}
+    assert store.counts("41x64x64") == {"pending": 1, "done": 0, "failed": 0, "transient": 0}
     state = store.get_stream_object("41x64x64", 0, "state")
     assert state is not None and torch.load(io.BytesIO(state), weights_only=True)["frames"] == saved_frames
 

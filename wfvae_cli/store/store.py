@@ -518,7 +518,7 @@ class LatentStore:
         except (IndexError, StoreError):
             raise
         except Exception as exc:  # a checksum mismatch, a truncated shard, an object-store read error
-            raise self._unreadable(bucket, row, f"the row is unreadable ({one_line(exc, limit=200)})") from exc
+            raise self._unreadable_array(bucket, row, (*latents, *present), exc) from exc
         out_latents = {}
         for name, value in zip(latents, values[: len(latents)], strict=True):
             value = np.asarray(value)
@@ -528,6 +528,16 @@ class LatentStore:
         got = dict(zip(present, values[len(latents):], strict=True))
         info = {f: _INDEX_FIELDS[f](got[f]) if f in got else _INDEX_FIELDS[f]("") for f in fields}
         return out_latents, info
+
+    def _unreadable_array(self, bucket: str, row: int, names: Sequence[str], exc: Exception) -> UnreadableSampleError:
+        """The error for a concurrent read that failed: the arrays are read one by one (rare path) to name the
+        damaged one."""
+        for name in names:
+            try:
+                np.asarray(self.array(bucket, name)[row])
+            except Exception as one:
+                return self._unreadable(bucket, row, f"{name} is unreadable ({one_line(one, limit=200)})")
+        return self._unreadable(bucket, row, f"the row is unreadable ({one_line(exc, limit=200)})")
 
     def _unreadable(self, bucket: str, row: int, what: str) -> UnreadableSampleError:
         """The error for a row that cannot be read, naming it, its status and the fix."""
