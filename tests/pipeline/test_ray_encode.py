@@ -112,20 +112,6 @@ def test_ray_store_equals_local_run(ray_cluster, videos, references, tmp_path):
     assert reports[0].done == 0 and len(reports) >= 2  # reported from the start, then as it went
 
 
-def test_decode_tasks_run_ahead_across_shards(ray_cluster, videos, references, tmp_path):
-    """Decode tasks (not threads): the next shard's clips start decoding before its shard does; same store."""
-    reports: list[RayRunResult] = []
-    opts = options(videos, tmp_path / "s.zarr", ray="auto", workers=1, decode_cpus=0.5)
-    summary = encode_dataset(opts, progress=reports.append)
-    ref_store, ref_summary = references[2]
-    assert comparable(summary) == comparable(ref_summary)
-    assert_same_store(ref_store, tmp_path / "s.zarr")
-    final = reports[-1]
-    assert final.shards == final.shards_done == N_CLIPS // 2
-    # 6 shards of 2 clips, 2 decode slots: every shard after the first finds its clips already submitted
-    assert final.decoded_ahead >= N_CLIPS // 2 - 1, final
-
-
 def test_worker_killed_mid_shard_is_redone(ray_cluster, videos, references, tmp_path, monkeypatch):
     """A model worker dies (os._exit) with a sample buffered: its shard is redone, each sample once."""
     marker = tmp_path / "crashed"

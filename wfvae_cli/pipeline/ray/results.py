@@ -50,14 +50,6 @@ class RayRunResult(RunResult):
     shards: int = 0
     shards_done: int = 0
     reassigned: int = 0  # shards handed out again after their worker died
-    decoded_ahead: int = 0  # clips whose decoding started before their shard did (no drain between shards)
-
-
-@dataclass
-class ShardResult(RunResult):
-    """What a model worker returns for one shard: a :class:`RunResult` plus its clips decoded ahead."""
-
-    decoded_ahead: int = 0
 
 
 @dataclass

@@ -1,9 +1,5 @@
 """The coordinator's scheduling loop: idle model workers take the next shard; a dead worker's shard goes
 back to the front of the queue (the rows it committed stay done); workers' stats feed the progress display.
-
-Each busy worker also has its next shard reserved (decoded ahead, see :mod:`~wfvae_cli.pipeline.ray.worker`),
-taken from the queue only after every idle worker got one; when the queue is empty an idle worker takes a
-busy worker's reservation instead, so the tail of a job never waits on one worker.
 """
 
 from __future__ import annotations
@@ -61,7 +57,6 @@ class ShardScheduler:
         self.result.shards = len(self.queue)
         self.status = [WorkerStatus(i) for i in range(n)]
         self.running: dict[int, ShardWork] = {}  # worker slot -> the shard it holds
-        self.reserved: dict[int, ShardWork] = {}  # worker slot -> its next shard (decoded ahead)
         self.live: dict[int, tuple[int, int, int, float]] = {}  # slot -> counts of that shard so far
         self.failures: dict[tuple[int, int], list[tuple[str, str]]] = {}  # per shard, reported in plan order
         # SPREAD: workers on as many nodes as possible (one per GPU); each bundle on one node.
@@ -80,7 +75,7 @@ class ShardScheduler:
             num_cpus=CPUS_PER_WORKER,
             num_gpus=self.gpus_per_worker,
             max_restarts=0,  # replaced by the coordinator (see MAX_RESTARTS)
-            max_concurrency=3,  # encode_shard + stats + reserve/release
+            max_concurrency=2,  # encode_shard + stats
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
         ).remote(i, *self._args, lease=self.store.lease.fence() if self.store.lease is not None else None,
                  env=storage_env())
@@ -120,13 +115,12 @@ class ShardScheduler:
         idle: deque[int] = deque()
         last_alive = time.monotonic()
         next_report = 0.0
-        while self.queue or busy or self.reserved:  # a reservation is work still to hand out
-            while idle and (work := self._next_for(idle[0])) is not None:
+        while self.queue or busy:
+            while self.queue and idle:
                 i = idle.popleft()
-                self.running[i] = work
+                work = self.running[i] = self.queue.popleft()
                 busy[self.actors[i].encode_shard.remote(work)] = i
                 self.status[i].state = "running"
-            self._reserve_ahead()
             if busy or idle:
                 last_alive = time.monotonic()
             elif not probing:
@@ -149,32 +143,8 @@ class ShardScheduler:
                     alive = self._on_shard(ref, i)
                 if alive:
                     idle.append(i)
-                    continue
-                if i in self.reserved:  # its reservation goes back in line with the dead worker's shard
-                    self.queue.appendleft(self.reserved.pop(i))
-                if self._replace(i):
+                elif self._replace(i):
                     probing[self.actors[i].ready.remote()] = i  # answers once the replacement is up
-
-    def _next_for(self, i: int) -> ShardWork | None:
-        """What worker ``i`` takes now: its reservation, else the queue's next, else a busy worker's reservation."""
-        if i in self.reserved:
-            return self.reserved.pop(i)
-        if self.queue:
-            return self.queue.popleft()
-        if self.reserved:  # nothing else left: take another worker's head start rather than idle
-            j, work = self.reserved.popitem()
-            self.actors[j].release.remote()
-            return work
-        return None
-
-    def _reserve_ahead(self) -> None:
-        """Give every busy worker without one its next shard, so its decode slots never drain between shards."""
-        for i in self.running:
-            if not self.queue:
-                return
-            if i not in self.reserved:
-                work = self.reserved[i] = self.queue.popleft()
-                self.actors[i].reserve.remote(work)
 
     def _replace(self, i: int) -> bool:
         """Start a new worker in slot ``i`` after a death, unless the slot used up its replacements."""
@@ -237,7 +207,6 @@ class ShardScheduler:
         st.shards += 1
         st.state = "idle"
         r.shards_done += 1
-        r.decoded_ahead += shard.decoded_ahead
         return True
 
     def _count(self, work: ShardWork, out: Encoded) -> None:
@@ -325,7 +294,7 @@ class ShardScheduler:
             frames=r.frames + sum(s[2] for s in live.values()),
             failures=[f for key in sorted(self.failures) for f in self.failures[key]],
             times=times, workers=workers, startup_s=r.startup_s, shards=r.shards, shards_done=r.shards_done,
-            reassigned=r.reassigned, decoded_ahead=r.decoded_ahead,
+            reassigned=r.reassigned,
         )
 
     def _report(self) -> None:

@@ -5,19 +5,11 @@ worker's node first, then wherever CPUs are free: CPU-only nodes add decode capa
 its share of the cluster's decode slots in flight, bounded in clips and in bytes (the backpressure); or,
 with ``decode_cpus == 0``, in threads of the worker's process exactly like a local run. Every per-sample
 step is the shared code of :mod:`wfvae_cli.pipeline.stages`; decoded clips travel as uint8.
-
-No drain at shard boundaries: the coordinator reserves each busy worker's next shard (:meth:`ModelWorker.reserve`),
-and once every clip of the current shard has been submitted, the free decode slots start on the reserved
-shard's first clips. Without it, every shard ended with the model waiting for a whole pipeline refill
-(measured: 1.00 vs Ray Data's 1.30 clips/s with the default shard size). The reserved clips are only a
-head start: rows are still taken from the store under the shard's lock, and decoded clips of rows that
-another owner committed meanwhile are dropped.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -33,7 +25,7 @@ from wfvae_cli import faults
 from wfvae_cli.errors import one_line
 from wfvae_cli.pipeline.backend import RunResult
 from wfvae_cli.pipeline.options import EncodeOptions
-from wfvae_cli.pipeline.ray.results import ShardResult, ShardWork
+from wfvae_cli.pipeline.ray.results import ShardWork
 from wfvae_cli.pipeline.stages import (
     Encoded,
     LatentEncoder,
@@ -71,9 +63,8 @@ def _load_clip_task(task: Task, opts: EncodeOptions, env: dict[str, str] | None 
 class ModelWorker:
     """One model replica: loads the model once, then encodes whole shards handed out by the coordinator.
 
-    A threaded actor: one thread encodes a shard, the others answer :meth:`stats` (live progress) and
-    :meth:`reserve` / :meth:`release` (the next shard, decoded ahead). The coordinator never gives a worker
-    two shards to encode at once.
+    A threaded actor (two threads): one encodes a shard, the other answers :meth:`stats` so that the
+    coordinator shows live progress. The coordinator never gives a worker two shards at once.
     """
 
     def __init__(
@@ -107,12 +98,6 @@ class ModelWorker:
         if self.device == "cpu":
             torch.set_num_threads(max(1, int(CPUS_PER_WORKER)))
         self.decode_cpus = decode_cpus
-        # The next shard (reserve) and the decode tasks already started for it; guarded by _ahead_lock since
-        # reserve/release arrive on another actor thread than the encoding one.
-        self._ahead_lock = threading.Lock()
-        self._next: ShardWork | None = None
-        self._ahead: deque[tuple[Task, ray.ObjectRef]] = deque()
-        self._ahead_key: tuple[str, int] | None = None
         # Decode tasks are placed by Ray over the whole cluster, not in this worker's bundle (module docstring).
         self._load = _load_clip_task.options(num_cpus=decode_cpus)
         # Errors here are configuration errors, the same on every retry: report them through ready() so
@@ -146,21 +131,9 @@ class ModelWorker:
         bucket, shard, cur = self.current
         return bucket, shard, cur.done, cur.failed, cur.frames, cur.times.model
 
-    def reserve(self, work: ShardWork) -> None:
-        """The shard this worker encodes next: its first clips are decoded once the current shard's are submitted."""
-        with self._ahead_lock:
-            self._next = work
-
-    def release(self) -> None:
-        """The coordinator gave the reserved shard to another worker: stop decoding ahead for it."""
-        with self._ahead_lock:
-            self._next = None
-            self._ahead.clear()  # the refs go; tasks already running finish and their results are freed
-            self._ahead_key = None
-
-    def encode_shard(self, work: ShardWork) -> ShardResult:
+    def encode_shard(self, work: ShardWork) -> RunResult:
         """Own the shard, encode its unfinished rows, write it, commit status last; return the counts."""
-        result = ShardResult()
+        result = RunResult()
         self.current = (work.bucket, work.shard, result)
         times = result.times
         t_start = time.perf_counter()
@@ -194,48 +167,36 @@ class ModelWorker:
                         emit(encode_whole(task, self.encoder, self.store))
                 else:
                     batch_size = 1 if work.isolate else opts.batch_size
-                    clips = self._decoded(todo, (work.bucket, work.shard), result)
-                    for out in encode_loaded(clips, self.encoder, batch_size, times, before_batch=_crash_hook):
+                    for out in encode_loaded(self._decoded(todo), self.encoder, batch_size, times,
+                                             before_batch=_crash_hook):
                         emit(out)
         except OSError as exc:
             raise write_error(self.store.path, exc) from exc
         times.wall = time.perf_counter() - t_start
         return result
 
-    def _decoded(self, tasks: list[Task], key: tuple[str, int], result: ShardResult) -> Iterator[LoadedClip]:
+    def _decoded(self, tasks: list[Task]) -> Iterator[LoadedClip]:
         """Clips in row order, with at most ``prefetch`` decoded ahead (the backpressure).
 
         In order, so that batches (hence latents, to the bit) are a local run's for the same shard.
         """
         if self.decode_cpus > 0:
-            return self._decoded_by_tasks(tasks, key, result)
+            return self._decoded_by_tasks(tasks)
         # no CPU of their own: decode threads in this process, as a local run does
         return prefetch_clips(tasks, self.opts, self.prefetch, threads=DECODE_THREADS)
 
-    def _decoded_by_tasks(self, tasks: list[Task], key: tuple[str, int], result: ShardResult) -> Iterator[LoadedClip]:
-        """Clips in row order from Ray decode tasks, ``prefetch`` in flight (clips and bytes) over both shards.
-
-        Starts with the clips decoded ahead for this shard (those of rows still to do, in order), and once
-        every clip of ``tasks`` is submitted, spends free slots on the reserved next shard.
-        """
-        pending: deque[tuple[Task, ray.ObjectRef]] = deque(self._take_ahead(tasks, key))
-        wanted = {t.row for t, _ in pending}
-        result.decoded_ahead = len(pending)
-        todo = iter([t for t in tasks if t.row not in wanted])
+    def _decoded_by_tasks(self, tasks: list[Task]) -> Iterator[LoadedClip]:
+        """Clips in row order from Ray decode tasks in this worker's bundle, ``prefetch`` in flight."""
+        pending: deque[tuple[Task, ray.ObjectRef]] = deque()
+        todo = iter(tasks)
         nxt = next(todo, None)
-        held = sum(clip_bytes(t) for t, _ in pending)  # bytes in flight or ready (one clip always goes)
-
-        def room(task: Task) -> bool:
-            inflight = len(pending) + len(self._ahead)
-            return inflight == 0 or (inflight < self.prefetch and held + clip_bytes(task) <= self.opts.prefetch_bytes)
-
+        held = 0  # bytes of the clips in flight or ready: at most opts.prefetch_bytes (one clip always goes)
         while nxt is not None or pending:
-            while nxt is not None and (not pending or room(nxt)):
+            while nxt is not None and (not pending or (len(pending) < self.prefetch
+                                                       and held + clip_bytes(nxt) <= self.opts.prefetch_bytes)):
                 pending.append((nxt, self._load.remote(nxt, self.opts, self.env)))
                 held += clip_bytes(nxt)
                 nxt = next(todo, None)
-            if nxt is None:
-                held += self._decode_ahead(room)
             task, ref = pending.popleft()
             held -= clip_bytes(task)
             try:
@@ -243,40 +204,6 @@ class ModelWorker:
             except RayError as exc:  # the decode process died on every retry (e.g. a decoder segfault)
                 clip = LoadedClip(task, None, error=f"decode worker died: {type(exc).__name__}")
             yield clip
-
-    def _take_ahead(self, tasks: list[Task], key: tuple[str, int]) -> list[tuple[Task, ray.ObjectRef]]:
-        """The decode tasks started ahead for shard ``key``, for the rows still to do (others are dropped).
-
-        The reservation is cleared only if it is this shard: the coordinator may already have reserved the
-        one after (a threaded actor does not order reserve() after this call).
-        """
-        rows = {t.row for t in tasks}
-        with self._ahead_lock:
-            ahead = list(self._ahead) if self._ahead_key == key else []
-            self._ahead.clear()
-            self._ahead_key = None
-            if self._next is not None and (self._next.bucket, self._next.shard) == key:
-                self._next = None
-        return [(t, ref) for t, ref in ahead if t.row in rows]
-
-    def _decode_ahead(self, room: Any) -> int:
-        """Submit the reserved shard's next clips while ``room`` allows; returns the bytes added."""
-        added = 0
-        with self._ahead_lock:
-            work = self._next
-            if work is None:
-                return 0
-            key = (work.bucket, work.shard)
-            if self._ahead_key != key:
-                self._ahead.clear()
-                self._ahead_key = key
-            started = len(self._ahead)
-            for task in work.tasks[started:]:
-                if not room(task):
-                    break
-                self._ahead.append((task, self._load.remote(task, self.opts, self.env)))
-                added += clip_bytes(task)
-        return added
 
 
 def _crash_hook(batch: list[LoadedClip]) -> None:
