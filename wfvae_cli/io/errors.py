@@ -35,6 +35,13 @@ def _rebuild(cls: type[VideoDecodeError], message: str, transient: bool, frame: 
     return cls(message, transient=transient, frame=frame)
 
 
+def failure_is_transient(exc: BaseException) -> bool:
+    """Whether a probe or decode failure may not recur, the one rule of planning and decoding: what the error
+    says (``transient``), else anything that is not a user error (an OSError, a decoder process that died).
+    Not :func:`wfvae_cli.storage.is_transient`, which decides whether one remote read is worth retrying."""
+    return bool(getattr(exc, "transient", not isinstance(exc, WfvaeError)))
+
+
 class DamagedVideoError(VideoDecodeError):
     """The decoder reported an error or concealed damage (corrupt packets) at ``frame``: permanent.
 

@@ -205,7 +205,7 @@ def encode_dataset(
     except (OSError, StoreError, StorageError) as exc:
         # A read-only mount (or read-only credentials): a rerun of a finished store still succeeds, writing nothing
         if not opts.overwrite and _is_store(location):
-            return _read_only_rerun(opts, meta, exc, started=started)
+            return _read_only_rerun(opts, meta, exc)
         if isinstance(exc, WfvaeError):
             raise
         if not opts.store_location.is_local:
@@ -310,7 +310,8 @@ def _encode_dataset(
         clear_checkpoints(store)  # rows now done or failed (also leftovers of killed runs)
     # "completed" only when no work is left: no pending or transient row, no input waiting to be probed again;
     # a finished store that this run did not change keeps its completed_at (nothing rewritten)
-    left = sum(c["pending"] + c["transient"] for c in map(store.counts, store.buckets))
+    totals = _totals(store)
+    left = totals["pending"] + totals["transient"]
     if not transient_inputs and not left and (result.done or result.failed or repaired or not store.meta.completed_at):
         store.finalize(utc_now())
     times = result.times
@@ -322,8 +323,8 @@ def _encode_dataset(
         clips=sum(info.num_samples for info in store.buckets.values()),
         already_done=already_done,
         done=result.done,
-        failed=sum(store.counts(b)["failed"] for b in store.buckets),
-        transient=sum(store.counts(b)["transient"] for b in store.buckets),
+        failed=totals["failed"],
+        transient=totals["transient"],
         rejected=rejected,
         failures=result.failures,
         buckets=_bucket_table(store),
@@ -351,14 +352,24 @@ def _resume_inputs(
     """``(inputs, videos, rejected)`` of a resumed store; warns about inputs that were not planned into it."""
     planned = unique_strings([store.array(b, "source")[:] for b in store.buckets])  # one read per bucket
     probes = store.probes()
-    known = planned | {s for s, _ in store.rejected()} | (set(probes.source.tolist()) if probes else set())
+    rejected = store.rejected()
+    known = planned | {s for s, _ in rejected} | (set(probes.source.tolist()) if probes else set())
     new = [s.path for s in sources if s.path not in known]
     if new:
         warnings.append(
             f"{len(new)} input(s) are not in this store (it was planned when created), e.g. {new[0]}; "
             "encode them into a new store or rerun with --overwrite"
         )
-    return len(known), len(planned), store.rejected()
+    return len(known), len(planned), rejected
+
+
+def _totals(store: LatentStore) -> dict[str, int]:
+    """Rows per status name over all buckets: one read of each bucket's status (a GET per bucket on S3)."""
+    totals = {s.name.lower(): 0 for s in Status}
+    for bucket in store.buckets:
+        for name, n in store.counts(bucket).items():
+            totals[name] += n
+    return totals
 
 
 def _damage_warning(damaged: list[SampleProblem]) -> str:
@@ -374,13 +385,12 @@ def _finished_summary(
     return EncodeSummary(
         store=str(opts.out), resumed=True, inputs=inputs, videos=videos,
         clips=sum(info.num_samples for info in store.buckets.values()), already_done=already_done, done=0,
-        failed=sum(store.counts(b)["failed"] for b in store.buckets), rejected=rejected, failures=[],
+        failed=_totals(store)["failed"], rejected=rejected, failures=[],
         buckets=_bucket_table(store), warnings=warnings,
     )
 
 
-def _read_only_rerun(opts: EncodeOptions, meta: StoreMeta, cause: BaseException, *, started: tuple[str, float]
-                     ) -> EncodeSummary:
+def _read_only_rerun(opts: EncodeOptions, meta: StoreMeta, cause: BaseException) -> EncodeSummary:
     """A rerun where the writer lease cannot be written (read-only mount, read-only credentials): succeeds when
     the store is finished and intact (nothing to write), else says what would need writing and why it cannot."""
     store = open_store(opts.store_location, "r")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from wfvae_cli.dtypes import STORE_DTYPES
-from wfvae_cli.errors import WfvaeError, one_line
+from wfvae_cli.errors import one_line
 from wfvae_cli.io import (
     ClipPlanError,
     VideoDecodeError,
@@ -33,6 +33,7 @@ from wfvae_cli.io import (
     probe,
 )
 from wfvae_cli.io._backends import VideoInfo
+from wfvae_cli.io.errors import failure_is_transient
 from wfvae_cli.io.remote import input_identity
 from wfvae_cli.model.config import WFVAEConfig
 from wfvae_cli.pipeline.options import EncodeOptions
@@ -83,12 +84,6 @@ def _target_size(opts: EncodeOptions, width: int, height: int) -> tuple[int, int
     return choose_bucket(width, height, list(opts.buckets))
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a probe/decode failure may not recur: the one rule of planning and encoding alike (an error that
-    says so, e.g. a timeout; anything that is not a user error, e.g. an OSError or a decoder process that died)."""
-    return bool(getattr(exc, "transient", not isinstance(exc, WfvaeError)))
-
-
 #: probe-table numeric columns of a failed probe
 _NO_HEADER = (0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -113,7 +108,7 @@ def probe_inputs(
         try:
             info: VideoInfo = probe(path, timeout=opts.decode_timeout)
         except Exception as exc:  # one bad file must never stop planning
-            state = ProbeState.TRANSIENT if is_transient(exc) else ProbeState.REJECTED
+            state = ProbeState.TRANSIENT if failure_is_transient(exc) else ProbeState.REJECTED
             return identity, int(state), one_line(exc, limit=1000), _NO_HEADER, "", ""
         numeric = (float(info.num_frames), float(info.fps), float(info.width), float(info.height),
                    float(info.rotation))

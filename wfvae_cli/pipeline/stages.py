@@ -29,6 +29,7 @@ from wfvae_cli.devices import check_device
 from wfvae_cli.dtypes import torch_dtype
 from wfvae_cli.errors import WfvaeError, one_line
 from wfvae_cli.io import iter_frames, read_frames, to_model_input
+from wfvae_cli.io.errors import failure_is_transient
 from wfvae_cli.io.remote import set_storage_options
 from wfvae_cli.model import WFVAE, DiagonalGaussian
 from wfvae_cli.pipeline.backend import StageTimes
@@ -127,7 +128,7 @@ def load_clip(task: Task, opts: EncodeOptions, retries: int = 1) -> LoadedClip:
             return LoadedClip(task, torch.from_numpy(frames), seconds=time.perf_counter() - t0)
         except Exception as exc:  # per-sample errors never stop the job
             error = one_line(exc, limit=500)
-            transient = bool(getattr(exc, "transient", not isinstance(exc, WfvaeError)))
+            transient = failure_is_transient(exc)
             if not transient:
                 break
     return LoadedClip(task, None, error=error, seconds=time.perf_counter() - t0, transient=transient)
@@ -524,7 +525,8 @@ def encode_whole(task: Task, encoder: LatentEncoder, store: LatentStore | None =
     try:
         arrays = encoder.encode_stream(task, store)
     except Exception as exc:  # decode or model error of this one video
-        transient = bool(getattr(exc, "transient", False))  # a decode timeout / I/O error: retried by a rerun
+        # only errors that say so (a decode timeout / I/O error): a model error here would fail the same way again
+        transient = bool(getattr(exc, "transient", False))
         return Encoded(task, None, one_line(exc, limit=500), time.perf_counter() - t0, transient=transient)
     return Encoded(task, arrays, "", time.perf_counter() - t0)
 
