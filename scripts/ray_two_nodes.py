@@ -75,6 +75,27 @@ def start_node(args: list[str], temp: Path, log: Path) -> subprocess.Popen:
     )
 
 
+def warm_nodes(ray, nodes: set[str]) -> None:
+    """Import torch and the model code once on every node before the run.
+
+    Why: on a loaded 2-core machine the second node's first import of torch can take longer than the
+    whole 12-clip job on the head, so the remote worker would never hold a shard before the job ends and
+    there would be nothing to kill mid-run. Warming is what a long-lived cluster has anyway.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def warm() -> str:
+        import torch  # noqa: F401
+
+        import wfvae_cli.model  # noqa: F401
+
+        return ray.get_runtime_context().get_node_id()
+
+    ray.get([warm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+             for n in nodes], timeout=180)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=12)
@@ -120,6 +141,7 @@ def main() -> int:
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         head_node = ray.get_runtime_context().get_node_id()
         print(f"cluster: 2 nodes up in {time.perf_counter() - t0:.1f} s", flush=True)
+        warm_nodes(ray, nodes)
 
         make_sample_clips(work / "videos", n=args.clips, frames=9, size=(64, 64))
         base = dict(inputs=(str(work / "videos"),), model=args.model, frames=9, size=(64, 64), shard_size=1,
@@ -133,7 +155,8 @@ def main() -> int:
             if remote and remote[0].shards >= 1 and result.shards_done < result.shards - 1:
                 killed.append(time.perf_counter())
                 kill_session(second)
-                print(f"killed the second node after its worker finished {remote[0].shards} shard(s)", flush=True)
+                print(f"killed the second node (its worker: {remote[0].shards} shard(s) done, state {remote[0].state})",
+                      flush=True)
 
         reports = []
         t1 = time.perf_counter()
