@@ -239,6 +239,6 @@ def test_ctrl_c_prints_one_line_and_no_worker_tracebacks(tmp_path):
     time.sleep(0.3)
     os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     rest = p.stderr.read()
-    assert p.wait(timeout=60) == 130
+    assert p.wait(timeout=60) == 130, rest  # the rest of stderr says where the interrupt went
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
     assert rest.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,28 @@ def test_scene_has_motion_occlusion_and_native_texture():
     grad_photo = np.abs(np.diff(photo, axis=1)).mean()
     grad_clip = np.abs(np.diff(clip.astype(float), axis=2)).mean()
     assert grad_clip > 0.4 * grad_photo
+
+
+def test_low_key_darkens_some_clips_and_at_zero_changes_nothing():
+    kw = dict(background="coffee", scale=1.0, objects=1, cartoon=False, noise=0.0, crf=0)
+    plain = render_scene(np.random.default_rng([7, 1]), ["coffee", "cat"], 5, (32, 32), **kw)
+    zero = render_scene(np.random.default_rng([7, 1]), ["coffee", "cat"], 5, (32, 32), low_key=0.0, **kw)
+    np.testing.assert_array_equal(plain, zero)  # recipes without low_key render the clips they always did
+    dark = render_scene(np.random.default_rng([7, 1]), ["coffee", "cat"], 5, (32, 32), low_key=1.0, **kw)
+    assert dark.mean() < 0.65 * plain.mean()
+    ds = SyntheticClips(["coffee", "cat"], 5, (32, 32), seed=0, style="scenes", low_key=0.5)
+    means = [float(ds[i].mean()) for i in range(12)]
+    assert min(means) < -0.6 < max(means)  # a mix of dark and normal clips
+
+
+def test_low_key_is_checked_in_the_recipe(tmp_path):
+    bad = tmp_path / "r.toml"
+    parent = Path("recipes/wfvae-tiny.toml").resolve()
+    bad.write_text(f'extends = "{parent}"\n[data.synthetic]\nlow_key = 1.5\n')
+    with pytest.raises(WfvaeError, match=r"low_key.*probability"):
+        load_recipe(bad)
+    recipe = load_recipe("recipes/wfvae-tiny-stage3.toml")
+    assert recipe.data.synthetic is not None and recipe.data.synthetic.low_key > 0
 
 
 def test_codec_roundtrip_adds_artefacts_but_keeps_the_picture():

@@ -281,12 +281,17 @@ def render_scene(
     noise: float | None = None,
     crf: int | None = None,
     speed: float | None = None,
+    low_key: float = 0.0,
 ) -> np.ndarray:
     """One layered clip, uint8 ``(frames, H, W, 3)``; every ``None`` argument is drawn from ``rng``.
 
     ``scale``: source pixels per output pixel of the background (1 = native resolution) or ``"whole"``
     (the whole photo downscaled to the frame). ``crf`` 0 skips the codec; ``noise`` is the sensor noise
-    std in 8-bit levels; ``speed`` the camera's pan in output pixels per frame.
+    std in 8-bit levels; ``speed`` the camera's pan in output pixels per frame. ``low_key``: the
+    probability of a dark clip (exposure 0.2–0.6×, its colour channels permuted half the time): dim,
+    low-contrast footage (dusk, interiors, foliage in shade) is common in real video and rare in
+    photos, and a model that never saw it reconstructs dark colours with 8×8-block colour errors. At 0
+    nothing is drawn for it, so clips of recipes without it are unchanged.
     """
     h, w = size
     names = list(photos)
@@ -332,6 +337,10 @@ def render_scene(
         video = video * torch.from_numpy(gain).float().view(-1, 1, 1, 1)
     if rng.random() < 0.3:
         video = video * torch.from_numpy(rng.uniform(0.85, 1.15, 3)).float().view(1, 3, 1, 1)
+    if low_key > 0 and rng.random() < low_key:
+        video = video * float(rng.uniform(0.2, 0.6))
+        if rng.random() < 0.5:  # dark greens and blues from photos that are mostly red/brown
+            video = video[:, torch.from_numpy(rng.permutation(3))]
     if noise is None:
         noise = float(rng.choice([0.0, rng.uniform(1.0, 6.0)], p=[0.5, 0.5]))
     if noise > 0:
