@@ -24,7 +24,8 @@ def test_gpu_check_dry_run_writes_every_step(tmp_path):
     assert result["dry_run"] is True and result["device"] == "cpu"
     assert result["cpu_vendor"] is not None and "conv_backend" in result
     for name in (
-        "parity_vs_cpu_golden", "precision", "chunked_vs_direct", "throughput", "channels_last", "torch_compile"
+        "parity_vs_cpu_golden", "precision", "chunked_vs_direct", "throughput", "channels_last", "torch_compile",
+        "encode_pipeline",
     ):
         assert "error" not in result[name], (name, result[name])
     assert result["parity_vs_cpu_golden"]["posterior_mean_max_abs"] < 5e-5
@@ -35,3 +36,7 @@ def test_gpu_check_dry_run_writes_every_step(tmp_path):
     assert result["precision"]["fp16"]["posterior_mean_max_abs"] < 0.05
     assert result["torch_compile"]["max_abs_vs_eager"] < 1e-4
     assert result["throughput"]["ours"]["encode"]["median_s"] > 0
+    enc = result["encode_pipeline"]
+    assert enc["clips"] == 3 and enc["failed"] == 0 and enc["clips_per_s"] > 0
+    assert enc["staging"]["batch_device"] == "cpu" and enc["staging"]["host_buffer_pinned"] is False
+    assert enc["store_vs_cpu_max_abs"] == 0.0  # the same device twice in the dry run

@@ -97,3 +97,8 @@ def test_model_input_matches_to_model_input(tmp_path, dtype):
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     again = encoder.model_input(clips[:2])  # a smaller batch reallocates; the same size reuses the buffer
     torch.testing.assert_close(again, expected[:2], rtol=0, atol=0)
+    # the accelerator path (uint8 staged, copied, converted on the device) on the CPU: the same bytes
+    encoder.stage_on_device = True
+    staged = encoder.model_input(clips)
+    assert encoder._host is not None and encoder._host.dtype == torch.uint8
+    torch.testing.assert_close(staged, expected, rtol=0, atol=0)

@@ -275,6 +275,9 @@ class LatentEncoder:
         self._host: torch.Tensor | None = None  # pinned uint8 staging buffer (accelerators only), reused
         self._host_free: torch.cuda.Event | None = None  # set when the last copy out of it has finished
         self._input: torch.Tensor | None = None  # the float batch on the device, reused across batches
+        #: uint8 to the device through a staging buffer, converted there (accelerators); the CPU converts in
+        #: place instead. Device-agnostic, so tests run the accelerator path on the CPU by setting it.
+        self.stage_on_device = self.device.type != "cpu"
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, **kw: object) -> torch.Tensor:
         """A reused buffer: a fresh 100 MB allocation per batch costs page faults (CPU) or allocator churn."""
@@ -298,7 +301,7 @@ class LatentEncoder:
         assert first is not None
         t, h, w, _ = first.shape
         shape = (len(clips), 3, t, h, w)
-        if self.device.type == "cpu":
+        if not self.stage_on_device:
             out = self._buffer("_input", shape, self.input_dtype)
             t1 = time.perf_counter()
             # numpy, frame by frame: single-threaded (no OpenMP team spinning against the decoders for a
@@ -328,8 +331,11 @@ class LatentEncoder:
                 self._host_free = torch.cuda.Event()
                 self._host_free.record()
             out = self._buffer("_input", shape, self.input_dtype, device=self.device)
-            out.copy_(staged.permute(0, 4, 1, 2, 3))
-            out.div_(127.5).sub_(1.0)  # in place: the bytes of to_model_input's `x / 127.5 - 1`
+            if self.input_dtype == torch.float32:
+                out.copy_(staged.permute(0, 4, 1, 2, 3))
+                out.div_(127.5).sub_(1.0)  # in place: the bytes of to_model_input's `x / 127.5 - 1`
+            else:  # a low-precision model without autocast (not CUDA): scale in float32, round once
+                out.copy_(staged.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0))
         if self.times is not None:
             t2 = time.perf_counter()
             self.times.batch += t1 - t0
