@@ -83,6 +83,10 @@ def test_bench_pipeline_report_is_consistent(videos, tmp_path):
     assert data["fraction_of_limit"] == pytest.approx(data["clips_per_s"] / data["limit_clips_per_s"], rel=1e-2)
     cpu = data["cpu_s_per_clip"]
     assert cpu["decode"] > 0 and cpu["other"] > 0  # decode ran in worker processes, the rest here
+    # the CPU device's uint8 → float scaling is measured (thread CPU time) and is part of "other"
+    assert 0 < cpu["cpu_device_scaling"] <= cpu["other"]
+    assert data["host_other_cpu_fraction_of_decode"] == pytest.approx(
+        (cpu["other"] - cpu["cpu_device_scaling"]) / cpu["decode"], rel=1e-2, abs=1e-4)
     assert data["cores_per_accelerator"] == pytest.approx((cpu["decode"] + cpu["other"]) / 0.01, rel=1e-2)
     assert data["machine"]["cpu_model"] and "loadavg_before" in data["load"]
     assert any("clips/s" in line for line in render_text(report))

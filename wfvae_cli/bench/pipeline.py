@@ -196,6 +196,14 @@ class PipelineBenchReport:
         return self.cpu["other_s"] / self.cpu["decode_s"]
 
     @property
+    def host_other_cpu_fraction(self) -> float | None:
+        """:attr:`other_cpu_fraction` without the uint8 → float scaling that ran on the host only because the
+        device is the CPU (on an accelerator it runs on the device): the host-side figure of a GPU machine."""
+        if not self.cpu or self.cpu["decode_s"] <= 0:
+            return None
+        return (self.cpu["other_s"] - self.cpu.get("cpu_device_scaling_s", 0.0)) / self.cpu["decode_s"]
+
+    @property
     def cores_per_accelerator(self) -> float | None:
         """Cores that keep one accelerator of ``model_time`` s/clip busy: CPU seconds per clip / model_time.
 
@@ -241,10 +249,12 @@ class PipelineBenchReport:
             "model_busy_fraction": r(self.model_busy_fraction),
             "stage_s_per_clip": {k: r(self.per_clip(v), 5) for k, v in self.stage_s.items()},
             "cpu_s_per_clip": (
-                {"decode": r(self.per_clip(self.cpu["decode_s"]), 5), "other": r(self.per_clip(self.cpu["other_s"]), 5)}
+                {"decode": r(self.per_clip(self.cpu["decode_s"]), 5), "other": r(self.per_clip(self.cpu["other_s"]), 5),
+                 "cpu_device_scaling": r(self.per_clip(self.cpu.get("cpu_device_scaling_s", 0.0)), 5)}
                 if self.cpu else None
             ),
             "other_cpu_fraction_of_decode": r(self.other_cpu_fraction),
+            "host_other_cpu_fraction_of_decode": r(self.host_other_cpu_fraction),
             "raw_decode_clips_per_s": r(self.raw_decode_clips_per_s),
             "raw_decode_backend": self.raw_decode_backend,
             "raw_decode_cpu_s_per_clip": r(self.raw_decode_cpu_s_per_clip, 5),
@@ -361,7 +371,8 @@ def run_pipeline_bench(
     local = opts.ray is None
     cpu = None
     if local and (opts.decode_timeout is not None):  # decoding ran in worker processes: the split is measured
-        cpu = {"decode_s": meter.workers_s, "other_s": meter.self_s}
+        cpu = {"decode_s": meter.workers_s, "other_s": meter.self_s,
+               "cpu_device_scaling_s": min(meter.self_s, times.get("preprocess_cpu_s", 0.0))}
     elif local:
         notes.append("without a decode timeout decoding runs in this process's threads: no CPU split")
     settings = {
@@ -440,7 +451,9 @@ def render_text(report: PipelineBenchReport) -> list[str]:
     if d["cpu_s_per_clip"]:
         c = d["cpu_s_per_clip"]
         lines.append(f"CPU per clip: decode {1000 * c['decode']:.1f} ms · everything else {1000 * c['other']:.1f} ms "
-                     f"({d['other_cpu_fraction_of_decode']:.1%} of decode)"
+                     f"({d['other_cpu_fraction_of_decode']:.1%} of decode; of it the CPU device's uint8→float "
+                     f"scaling {1000 * c['cpu_device_scaling']:.1f} ms, without it "
+                     f"{d['host_other_cpu_fraction_of_decode']:.1%})"
                      + (f" · total {d['cpu_ratio_to_raw']:.2f}x the bare loop's "
                         f"{1000 * d['raw_decode_cpu_s_per_clip']:.1f} ms" if d["cpu_ratio_to_raw"] else ""))
     if d["cores_per_accelerator"] is not None:

@@ -52,6 +52,10 @@ class StageTimes:
     write: float = 0.0
     preprocess: float = 0.0
     batch: float = 0.0
+    #: CPU seconds (this thread's) of the uint8 → float scaling done on the host because the model runs on the
+    #: CPU: on an accelerator that work runs on the device, so the host-side cost per clip there is the
+    #: measured CPU minus this (``wfvae bench pipeline`` reports both)
+    preprocess_cpu: float = 0.0
 
     @property
     def model_busy_fraction(self) -> float:

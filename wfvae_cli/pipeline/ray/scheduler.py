@@ -200,6 +200,7 @@ class ShardScheduler:
         t.model_wait += shard.times.model_wait
         t.write += shard.times.write
         t.preprocess += shard.times.preprocess
+        t.preprocess_cpu += shard.times.preprocess_cpu
         t.batch += shard.times.batch
         st.done += shard.done
         st.failed += shard.failed
@@ -279,7 +280,7 @@ class ShardScheduler:
         times = RayStageTimes(
             wall=wall, decode=r.times.decode, model=r.times.model + sum(s[3] for s in live.values()),
             model_wait=r.times.model_wait, write=r.times.write, preprocess=r.times.preprocess,
-            batch=r.times.batch, workers=len(self.actors),
+            preprocess_cpu=r.times.preprocess_cpu, batch=r.times.batch, workers=len(self.actors),
         )
         workers = []
         for st in self.status:
