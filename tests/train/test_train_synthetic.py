@@ -50,6 +50,21 @@ def test_low_key_darkens_some_clips_and_at_zero_changes_nothing():
     assert min(means) < -0.6 < max(means)  # a mix of dark and normal clips
 
 
+def test_fast_adds_a_large_quick_object_and_at_zero_changes_nothing():
+    kw = dict(background="coffee", scale=1.0, objects=0, cartoon=False, noise=0.0, crf=0, speed=0.0)
+    plain = render_scene(np.random.default_rng([3, 2]), ["coffee", "cat"], 9, (64, 64), **kw)
+    zero = render_scene(np.random.default_rng([3, 2]), ["coffee", "cat"], 9, (64, 64), fast=0.0, **kw)
+    np.testing.assert_array_equal(plain, zero)
+    gains = []
+    for seed in range(6):
+        args = (["coffee", "cat"], 9, (64, 64))
+        slow = render_scene(np.random.default_rng([3, seed]), *args, **kw)
+        quick = render_scene(np.random.default_rng([3, seed]), *args, fast=1.0, **kw)
+        step = [np.abs(np.diff(c.astype(int), axis=0)).mean() for c in (slow, quick)]
+        gains.append(step[1] - step[0])
+    assert max(gains) > 5  # frame-to-frame change: something large crossed the frame fast
+
+
 def test_low_key_is_checked_in_the_recipe(tmp_path):
     bad = tmp_path / "r.toml"
     parent = Path("recipes/wfvae-tiny.toml").resolve()
@@ -57,7 +72,18 @@ def test_low_key_is_checked_in_the_recipe(tmp_path):
     with pytest.raises(WfvaeError, match=r"low_key.*probability"):
         load_recipe(bad)
     recipe = load_recipe("recipes/wfvae-tiny-stage3.toml")
-    assert recipe.data.synthetic is not None and recipe.data.synthetic.low_key > 0
+    assert recipe.data.synthetic is not None and recipe.data.synthetic.low_key > 0 and recipe.data.synthetic.fast > 0
+    bad.write_text(f'extends = "{parent}"\n[data.synthetic]\nstyle = "camera"\nfast = 0.2\n')
+    with pytest.raises(WfvaeError, match="scenes"):
+        load_recipe(bad)
+
+
+def test_real_footage_folder_is_checked(tmp_path):
+    from wfvae_cli.train.real_footage import find_real_footage
+
+    (tmp_path / "bikes.mp4").write_bytes(b"")
+    with pytest.raises(WfvaeError, match=r"carphone_pristine\.mp4.*pip download"):
+        find_real_footage(tmp_path)
 
 
 def test_codec_roundtrip_adds_artefacts_but_keeps_the_picture():

@@ -170,6 +170,7 @@ class SyntheticClips(Dataset):
         clips: int = 0,
         style: str = "camera",
         low_key: float = 0.0,
+        fast: float = 0.0,
     ) -> None:
         if not photos:
             raise WfvaeError("synthetic data needs at least one photo")
@@ -177,7 +178,7 @@ class SyntheticClips(Dataset):
             raise WfvaeError(f"synthetic style {style!r}: use 'camera' or 'scenes'")
         self.photos, self.frames, self.size, self.seed = tuple(photos), frames, size, seed
         self.epoch_clips, self.train, self.clips, self.style = epoch_clips, train, clips, style
-        self.low_key = low_key
+        self.low_key, self.fast = low_key, fast
 
     def __len__(self) -> int:
         return self.clips if not self.train else self.epoch_clips
@@ -195,7 +196,8 @@ class SyntheticClips(Dataset):
             from wfvae_cli.train.synthetic import render_scene
 
             # the slot's photo is the background; objects come from the whole set
-            clip = render_scene(rng, self.photos, self.frames, self.size, background=name, low_key=self.low_key)
+            clip = render_scene(rng, self.photos, self.frames, self.size, background=name, low_key=self.low_key,
+                                fast=self.fast)
             return torch.from_numpy(clip).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
         scale = _PHOTO_SCALES[int(rng.integers(len(_PHOTO_SCALES)))]
         photo = _scaled_photo(name, math.ceil(min(self.size) * scale))

@@ -123,15 +123,20 @@ class SyntheticSection:
     #: ``scenes`` only: the fraction of dark, low-contrast clips (exposure 0.2–0.6×, colours permuted half
     #: the time); 0 renders exactly the clips of recipes written before it existed
     low_key: float = 0.0
+    #: ``scenes`` only: the fraction of clips with fast motion (a large object flying through at 6–20 px per
+    #: frame, motion blur, sometimes a whip pan); 0 renders exactly the older recipes' clips
+    fast: float = 0.0
 
     def __post_init__(self) -> None:
         _check_photos(self.photos, "photos", allow_empty=False)
         _check_photos(self.eval_photos, "eval_photos", allow_empty=True)
         positive("epoch_clips", self.epoch_clips)
-        if not 0.0 <= self.low_key <= 1.0:
-            raise FieldError("low_key", f"{self.low_key} is a probability: use a number from 0 to 1")
-        if self.low_key > 0 and self.style != "scenes":
-            raise FieldError("low_key", 'dark clips are a "scenes" feature: set style = "scenes" or drop low_key')
+        for key in ("low_key", "fast"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise FieldError(key, f"{value} is a probability: use a number from 0 to 1")
+            if value > 0 and self.style != "scenes":
+                raise FieldError(key, f'a "scenes" feature: set style = "scenes" or drop {key}')
 
 
 @dataclass

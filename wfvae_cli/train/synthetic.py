@@ -225,7 +225,6 @@ def _object_theta(rng: np.random.Generator, frames: int, size: tuple[int, int], 
     ``R(-θ)·(P - pos) / s``; in normalised coordinates that is ``A·x + b`` with the matrices below.
     """
     h, w = size
-    oh, ow = ohw
     start = rng.uniform(-0.4, 0.4, 2) * np.array([w, h])
     speed = rng.choice([0.3, 1.0, 2.5, 5.0], p=[0.25, 0.35, 0.3, 0.1])
     direction = rng.normal(size=2)
@@ -236,6 +235,34 @@ def _object_theta(rng: np.random.Generator, frames: int, size: tuple[int, int], 
         pos = pos + np.sin(np.linspace(0, rng.uniform(2, 8), frames))[:, None] * rng.uniform(1, 4, 2)
     ang = np.deg2rad(rng.uniform(-30, 30) + rng.uniform(-60, 60) * s)
     scale = np.exp(rng.uniform(-0.2, 0.2) + rng.uniform(-0.3, 0.3) * s)
+    return _path_theta(pos, ang, scale, size, ohw)
+
+
+def _flyby_theta(
+    rng: np.random.Generator, times: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A large object crossing the frame fast (a car, a passer-by close to the camera): 6–20 px per frame.
+
+    ``times`` are frame times (fractions allowed, for motion blur); returns ``(pos, angle, scale)``.
+    """
+    h, w = size
+    direction = rng.normal(size=2)
+    direction /= np.linalg.norm(direction) + 1e-9
+    speed = rng.uniform(6.0, 20.0)
+    # centre the path on a random point of the frame, at a random moment of the clip
+    through = rng.uniform(-0.3, 0.3, 2) * np.array([w, h])
+    t0 = rng.uniform(0.0, times.max() if times.size else 0.0)
+    pos = through[None] + direction[None] * speed * (times - t0)[:, None]
+    ang = np.full(times.shape, np.deg2rad(rng.uniform(-10, 10)))
+    return pos, ang, np.ones(times.shape)
+
+
+def _path_theta(
+    pos: np.ndarray, ang: np.ndarray, scale: np.ndarray, size: tuple[int, int], ohw: tuple[int, int]
+) -> np.ndarray:
+    """The sampling matrices of an object at ``pos`` (pixels from the frame centre), ``ang``, ``scale``."""
+    h, w = size
+    oh, ow = ohw
     cos, sin = np.cos(ang), np.sin(ang)
     # A = D_o^-1 R(-θ) D_out / s ;  b = -D_o^-1 R(-θ) pos / s   (D = diag(width/2, height/2))
     a11, a12 = cos * (w / 2) / (ow / 2) / scale, sin * (h / 2) / (ow / 2) / scale
@@ -243,6 +270,31 @@ def _object_theta(rng: np.random.Generator, frames: int, size: tuple[int, int], 
     b1 = -(cos * pos[:, 0] + sin * pos[:, 1]) / (ow / 2) / scale
     b2 = -(-sin * pos[:, 0] + cos * pos[:, 1]) / (oh / 2) / scale
     return np.stack([np.stack([a11, a12, b1], axis=1), np.stack([a21, a22, b2], axis=1)], axis=1)
+
+
+def _fly_by(
+    rng: np.random.Generator, names: list[str], video: torch.Tensor, frames: int, size: tuple[int, int], cartoon: bool
+) -> torch.Tensor:
+    """Composite one fast, large object over ``video`` ``(T, 3, H, W)``; blurred along its path half the time."""
+    h, w = size
+    name = names[int(rng.integers(len(names)))]
+    src = _scaled(name, float(rng.choice([1.0, 1.5, 2.0])), cartoon)
+    oh = int(np.clip(rng.uniform(0.6, 1.4) * h, 8, src.shape[1]))
+    ow = int(np.clip(oh * math.exp(rng.uniform(-0.4, 0.4)), 8, src.shape[2]))
+    y0 = int(rng.integers(0, src.shape[1] - oh + 1))
+    x0 = int(rng.integers(0, src.shape[2] - ow + 1))
+    patch = src[:, y0 : y0 + oh, x0 : x0 + ow]
+    rgba = torch.cat([patch, _mask(rng, oh, ow) * 255.0], dim=0)
+    taps = 4 if rng.random() < 0.5 else 1  # sub-frame positions averaged: the shutter's motion blur
+    times = (np.arange(frames)[:, None] + np.linspace(0.0, 0.5, taps)[None]).reshape(-1)
+    pos, ang, scale = _flyby_theta(rng, times, size)
+    layer = _sample(rgba, _path_theta(pos, ang, scale, size, (oh, ow)), size, "zeros")
+    layer = layer.view(frames, taps, 4, h, w)
+    alpha = layer[:, :, 3:4] / 255.0
+    # premultiplied average over the shutter, then over the frame
+    color = (layer[:, :, :3] * alpha).mean(dim=1)
+    alpha = alpha.mean(dim=1)
+    return video * (1 - alpha) + color
 
 
 # ================================================================================================ codec
@@ -282,6 +334,7 @@ def render_scene(
     crf: int | None = None,
     speed: float | None = None,
     low_key: float = 0.0,
+    fast: float = 0.0,
 ) -> np.ndarray:
     """One layered clip, uint8 ``(frames, H, W, 3)``; every ``None`` argument is drawn from ``rng``.
 
@@ -291,10 +344,16 @@ def render_scene(
     probability of a dark clip (exposure 0.2–0.6×, its colour channels permuted half the time): dim,
     low-contrast footage (dusk, interiors, foliage in shade) is common in real video and rare in
     photos, and a model that never saw it reconstructs dark colours with 8×8-block colour errors. At 0
-    nothing is drawn for it, so clips of recipes without it are unchanged.
+    nothing is drawn for it, so clips of recipes without it are unchanged. ``fast``: the probability of
+    fast motion, as in real footage and never in slow pans: a large object (0.6–1.4 frame heights) flies
+    through the frame at 6–20 px per frame, with motion blur half the time, and a third of those clips
+    also whip-pan the camera (5–12 px per frame). 0 draws nothing, like ``low_key``.
     """
     h, w = size
     names = list(photos)
+    flyby = fast > 0 and rng.random() < fast
+    if flyby and speed is None and rng.random() < 1 / 3:
+        speed = float(rng.uniform(5.0, 12.0))
     if background is None:
         background = names[int(rng.integers(len(names)))]
     if cartoon is None:
@@ -329,6 +388,8 @@ def render_scene(
         alpha = layer[:, 3:4] / 255.0
         video = video * (1 - alpha) + layer[:, :3] * alpha
 
+    if flyby:
+        video = _fly_by(rng, names, video, frames, size, cartoon)
     if rng.random() < 0.4:  # exposure: a ramp (auto-exposure, clouds) or flicker
         if rng.random() < 0.7:
             gain = np.linspace(1.0, rng.uniform(0.7, 1.35), frames)

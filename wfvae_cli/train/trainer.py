@@ -337,7 +337,7 @@ class Trainer:
         if d.synthetic is not None:
             return SyntheticClips(
                 d.synthetic.photos, d.frames, d.size, r.seed, epoch_clips=d.synthetic.epoch_clips,
-                style=d.synthetic.style, low_key=d.synthetic.low_key,
+                style=d.synthetic.style, low_key=d.synthetic.low_key, fast=d.synthetic.fast,
             )
         return VideoClips(
             d.inputs, d.frames, d.size, r.seed, sample_rate=d.sample_rate, dynamic_sample=d.dynamic_sample,
@@ -352,7 +352,7 @@ class Trainer:
         if d.synthetic is not None and d.synthetic.eval_photos:
             dataset = SyntheticClips(
                 d.synthetic.eval_photos, frames, d.size, r.seed, train=False, clips=d.eval_clips,
-                style=d.synthetic.style, low_key=d.synthetic.low_key,
+                style=d.synthetic.style, low_key=d.synthetic.low_key, fast=d.synthetic.fast,
             )
         elif d.eval_inputs:
             dataset = VideoClips(
