@@ -30,7 +30,7 @@ def main() -> None:
     syn = recipe.data.synthetic
     if syn is None:
         raise SystemExit("the recipe has no [data.synthetic] section")
-    data = SyntheticClips(syn.photos, recipe.data.frames, recipe.data.size, recipe.seed, style=syn.style)
+    data = SyntheticClips.from_section(syn, recipe.data.frames, recipe.data.size, recipe.seed)
     model = load_model(args.model_dir).eval()
     latents = []
     with torch.no_grad():

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from wfvae_cli.errors import WfvaeError
+
+if TYPE_CHECKING:
+    from wfvae_cli.train.recipe import SyntheticSection
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +183,17 @@ class SyntheticClips(Dataset):
         self.photos, self.frames, self.size, self.seed = tuple(photos), frames, size, seed
         self.epoch_clips, self.train, self.clips, self.style = epoch_clips, train, clips, style
         self.low_key, self.fast = low_key, fast
+
+    @classmethod
+    def from_section(
+        cls, section: SyntheticSection, frames: int, size: tuple[int, int], seed: int, *, train: bool = True,
+        clips: int = 0,
+    ) -> SyntheticClips:
+        """The training (``photos``) or held-out (``eval_photos``) clips a recipe's ``[data.synthetic]`` describes."""
+        return cls(
+            section.photos if train else section.eval_photos, frames, size, seed, epoch_clips=section.epoch_clips,
+            train=train, clips=clips, style=section.style, low_key=section.low_key, fast=section.fast,
+        )
 
     def __len__(self) -> int:
         return self.clips if not self.train else self.epoch_clips

@@ -335,10 +335,7 @@ class Trainer:
     def _train_dataset(self):
         d, r = self.recipe.data, self.recipe
         if d.synthetic is not None:
-            return SyntheticClips(
-                d.synthetic.photos, d.frames, d.size, r.seed, epoch_clips=d.synthetic.epoch_clips,
-                style=d.synthetic.style, low_key=d.synthetic.low_key, fast=d.synthetic.fast,
-            )
+            return SyntheticClips.from_section(d.synthetic, d.frames, d.size, r.seed)
         return VideoClips(
             d.inputs, d.frames, d.size, r.seed, sample_rate=d.sample_rate, dynamic_sample=d.dynamic_sample,
             decode_timeout=d.decode_timeout,
@@ -350,10 +347,7 @@ class Trainer:
         if d.eval_clips == 0:
             return None
         if d.synthetic is not None and d.synthetic.eval_photos:
-            dataset = SyntheticClips(
-                d.synthetic.eval_photos, frames, d.size, r.seed, train=False, clips=d.eval_clips,
-                style=d.synthetic.style, low_key=d.synthetic.low_key, fast=d.synthetic.fast,
-            )
+            dataset = SyntheticClips.from_section(d.synthetic, frames, d.size, r.seed, train=False, clips=d.eval_clips)
         elif d.eval_inputs:
             dataset = VideoClips(
                 d.eval_inputs, frames, d.size, r.seed, sample_rate=d.sample_rate, train=False, clips=d.eval_clips,
