@@ -232,7 +232,9 @@ def test_ctrl_c_prints_one_line_and_no_worker_tracebacks(tmp_path):
     make_sample_clips(src, n=6, frames=9, size=(64, 64))
     p = subprocess.Popen([sys.executable, "-m", "wfvae_cli", "encode", str(src), "--out", str(tmp_path / "s.zarr"),
                           "--model", MODEL, "--frames", "9", "--resolution", "64"], stderr=subprocess.PIPE, text=True,
-                         env=ENV, start_new_session=True)
+                         # 0.5 s per batch: the 6 clips take >= 3 s, so the interrupt lands mid-run even when this
+                         # process is descheduled for a while on a loaded machine (else the job may just finish)
+                         env={**ENV, "WFVAE_DEBUG_ENCODE_DELAY": "0.5"}, start_new_session=True)
     assert p.stderr is not None
     first = p.stderr.readline()  # "loading the model ...": start-up is under way, decode workers are starting
     assert first.startswith("loading the model")
