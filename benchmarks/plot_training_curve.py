@@ -3,8 +3,9 @@
     python benchmarks/plot_training_curve.py runs/wfvae-tiny/metrics.jsonl --out docs/wfvae-tiny-training.png \
         --extra benchmarks/results/wfvae-tiny-checkpoints.json
 
-``--extra``: a JSON ``{"step": [...], "model": [...], "pool": [...]}`` of another held-out evaluation of the
-checkpoints (e.g. ``benchmarks/tiny_validation.py`` per checkpoint), drawn as a second panel.
+``--extra`` (repeatable): a JSON ``{"step": [...], "model": [...], "pool": [...], "worst_margin": [...]}`` of
+another held-out evaluation of the checkpoints (``benchmarks/tiny_validation.py --curve``, optionally with
+``--real``), each drawn as a panel of its own (titled by its ``"title"``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("metrics")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--extra", default=None)
+    ap.add_argument("--extra", action="append", default=[])
     ap.add_argument("--title", default="wfvae-tiny stage II (recipes/wfvae-tiny.toml)")
     args = ap.parse_args()
     with open(args.metrics) as fh:
@@ -34,7 +35,7 @@ def main() -> None:
     train = sorted((r for (k, _), r in last.items() if k == "train"), key=lambda r: r["step"])
     evals = sorted((r for (k, _), r in last.items() if k == "eval"), key=lambda r: r["step"])
     base = [r for (k, _), r in last.items() if k == "baseline"]
-    panels = 3 if args.extra else 2
+    panels = 2 + len(args.extra)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
     ax = axes[0]
     ax.plot([r["step"] for r in train], [r["rec"] for r in train], lw=1)
@@ -48,17 +49,17 @@ def main() -> None:
     ax.set(xlabel="step", ylabel="PSNR (dB)", title="in-run held-out clips (17 frames, 64²)")
     ax.legend()
     ax.grid(alpha=0.3)
-    if args.extra:
-        with open(args.extra) as fh:
+    for panel, path in enumerate(args.extra, start=2):
+        with open(path) as fh:
             extra = json.load(fh)
-        ax = axes[2]
+        ax = axes[panel]
         ax.plot(extra["step"], [m - extra["pool"] for m in extra["model"]], "o-", label="mean margin")
         ax.plot(extra["step"], extra["worst_margin"], "s-", label="worst-clip margin")
         ax.axhline(3.0, color="C0", ls=":", label="bar: mean +3 dB")
         ax.axhline(1.0, color="C1", ls=":", label="bar: every clip +1 dB")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set(xlabel="step", ylabel="PSNR margin over pooling (dB)",
-               title="held-out validation set (tiny_validation.py)")
+               title=extra.get("title", "held-out validation set (tiny_validation.py)"))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(args.title)

@@ -113,7 +113,8 @@ def curve(args, clips) -> None:
 
     pool = [float(psnr_per_frame((x + 1) / 2, (pool_baseline(x, 4, 8, "trilinear") + 1) / 2)[0].mean())
             for _, x in clips]
-    out = {"step": [], "model": [], "worst_margin": [], "pool": sum(pool) / len(pool)}
+    title = "real footage (tiny_validation.py --real)" if args.real else "held-out validation set (tiny_validation.py)"
+    out = {"step": [], "model": [], "worst_margin": [], "pool": sum(pool) / len(pool), "title": title}
     paths = sorted(Path(args.curve).glob("step_*.pt"))
     for path in paths:
         step = int(path.stem.split("_")[1])
