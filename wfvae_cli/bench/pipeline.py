@@ -250,7 +250,7 @@ class PipelineBenchReport:
             "stage_s_per_clip": {k: r(self.per_clip(v), 5) for k, v in self.stage_s.items()},
             "cpu_s_per_clip": (
                 {"decode": r(self.per_clip(self.cpu["decode_s"]), 5), "other": r(self.per_clip(self.cpu["other_s"]), 5),
-                 "cpu_device_scaling": r(self.per_clip(self.cpu.get("cpu_device_scaling_s", 0.0)), 5)}
+                 "cpu_device_scaling": r(self.per_clip(self.cpu.get("cpu_device_scaling_s", 0.0)), 7)}
                 if self.cpu else None
             ),
             "other_cpu_fraction_of_decode": r(self.other_cpu_fraction),
