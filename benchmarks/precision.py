@@ -4,7 +4,8 @@ On the golden fixture (the official small model and input, tests/fixtures/golden
 model spec with a random input. Reports max and mean |delta| of the posterior mean and of the decoded
 video (decoded from the fp32 posterior mean), for:
 
-* ``winograd`` - float32, every eligible conv through Winograd F(2x2,3x3) (what "auto" uses on big layers)
+* ``winograd`` - float32, every eligible conv through Winograd (F(4x4,3x3) from 4x4 frames up, else
+  F(2x2,3x3): what "auto" uses)
 * ``bf16`` / ``fp16`` - CPU: model and input cast; CUDA: float32 model under autocast
 
     python benchmarks/precision.py                      # golden fixture, CPU

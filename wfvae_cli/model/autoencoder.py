@@ -78,7 +78,7 @@ class WFVAE(nn.Module):
 
     def set_conv_algorithm(self, algorithm: str) -> WFVAE:
         """How float32 CPU inference computes the 3x3 convolutions: ``"auto"`` (default: Winograd
-        F(2x2,3x3) with the compiled kernels of :mod:`wfvae_cli.model.fastconv.native` when they can be built,
+        F(4x4,3x3) (F(2x2,3x3) on frames under 4 pixels) with the compiled kernels of :mod:`wfvae_cli.model.fastconv.native` when they can be built,
         else direct), ``"direct"`` (the framework's convolution only) or ``"winograd"`` (an error if the
         kernels are unavailable). Training (gradients on), other dtypes and CUDA always run direct.
         Returns ``self``."""

@@ -17,7 +17,7 @@ from torch import nn
 from wfvae_cli.model.cache import CausalCache, causal_parts, empty_frames, frame_range, frames
 from wfvae_cli.model.fastconv import direct, winograd
 
-#: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(2x2,3x3) when the
+#: how 3x3 convolutions are computed in float32 CPU inference: "auto" (Winograd F(4x4,3x3), F(2x2,3x3) on tiny frames, when the
 #: compiled kernels are available and measured faster here, else direct), "direct" (the framework's
 #: convolution, the official code's algorithm) or "winograd" (Winograd, an error if the kernels cannot
 #: be built). Set per model with ``WFVAE.set_conv_algorithm``; training and other devices/dtypes always

@@ -34,6 +34,7 @@ SIGNATURES = {
     "wf_input_transform": [_P, _I, _I, _I, _I, _I, _I, _P, _P, _F, _P, _L],
     "wf_output_transform": [_P, _I, _I, _I, _I, _P, _I, _I, _L, _I, _P, _I],
 }
+SIGNATURES.update({name.replace("wf_", "wf4_"): args for name, args in SIGNATURES.items()})  # F(4x4, 3x3)
 
 
 def cache_dir() -> Path:

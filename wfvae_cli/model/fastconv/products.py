@@ -1,6 +1,6 @@
 """The transformed-domain products of the Winograd convolution, two ways, chosen by measurement.
 
-For each of the 16 positions q of a transformed tile, the products are ``M[q] = sum_k V[q, frames + k]
+For each of the P positions q of a transformed tile (16 for F(2x2, 3x3), 36 for F(4x4, 3x3)), the products are ``M[q] = sum_k V[q, frames + k]
 @ U[k, q]^T``: (tiles x C_in) @ (C_in x C_out) matrix products, one per temporal tap k. They are
 almost all of a Winograd layer's work, so they must run at the machine's peak, and which library gets
 there depends on the CPU: ``bmm`` (PyTorch's batched matrix product: MKL's sgemm on x86) reaches ~90 %
@@ -11,7 +11,7 @@ few representative whole layers (time and peak memory) and keeps the faster, or 
 beats the direct convolution there by a margin without needing more memory (:func:`decide`;
 ``WFVAE_WINOGRAD_PRODUCTS=bmm|conv|onednn|direct`` pins it).
 
-Both give a :class:`Planes`: where the 16 products of a step are, for the output transform.
+Both give a :class:`Planes`: where the P products of a step are, for the output transform.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -33,7 +35,7 @@ from wfvae_cli.model.fastconv import native
 class Planes:
     """The products of one step, position q at ``pointers[q]``, laid out [frame][tile][out channel]."""
 
-    pointers: torch.Tensor  # (16,) int64 addresses
+    pointers: torch.Tensor  # (P,) int64 addresses
     keep: object  # the tensors the pointers point into
 
 
@@ -50,21 +52,21 @@ class Bmm:
     uses_buffer = True
 
     def __init__(self, u: torch.Tensor, m_buf: torch.Tensor) -> None:
-        self.u_t = u.transpose(2, 3)  # (kt, 16, C_in, co): the right-hand sides
+        self.u_t = u.transpose(2, 3)  # (kt, P, C_in, co): the right-hand sides
         self.co = u.shape[2]
         self.m_buf = m_buf
 
     def window(self, v: torch.Tensor, frames: int) -> Planes:
-        """Products of output frames [0, frames) of the window ``v`` (16, frames + kt - 1, rows, C_in)."""
-        kt, rows, c = self.u_t.shape[0], v.shape[2], v.shape[3]
-        m = self.m_buf[: 16 * frames * rows * self.co].view(16, frames * rows, self.co)
+        """Products of output frames [0, frames) of the window ``v`` (P, frames + kt - 1, rows, C_in)."""
+        kt, (p, _, rows, c) = self.u_t.shape[0], v.shape
+        m = self.m_buf[: p * frames * rows * self.co].view(p, frames * rows, self.co)
         for k in range(kt):
-            vk = v[:, k : k + frames].reshape(16, frames * rows, c)
+            vk = v[:, k : k + frames].reshape(p, frames * rows, c)
             torch.bmm(vk, self.u_t[k], out=m) if k == 0 else m.baddbmm_(vk, self.u_t[k])
         return Planes(plane_pointers(list(m)), m)
 
     def add_tap(self, v: torch.Tensor, k: int, m: torch.Tensor) -> None:
-        """``m (=|+=) v @ U[k]^T`` for one input frame ``v`` (16, rows, C_in): tap 0 starts ``m``."""
+        """``m (=|+=) v @ U[k]^T`` for one input frame ``v`` (P, rows, C_in): tap 0 starts ``m``."""
         torch.bmm(v, self.u_t[k], out=m) if k == 0 else m.baddbmm_(v, self.u_t[k])
 
 
@@ -77,16 +79,16 @@ class Conv:
     def __init__(self, u: torch.Tensor, m_buf: torch.Tensor | None = None) -> None:
         self.kt = u.shape[0]
         # per position, the (co, C_in, kt, 1, 1) kernel; oneDNN reorders it into its own layout anyway
-        self.kernels = [u[:, q].permute(1, 2, 0)[..., None, None] for q in range(16)]
+        self.kernels = [u[:, q].permute(1, 2, 0)[..., None, None] for q in range(u.shape[1])]
 
     def window(self, v: torch.Tensor, frames: int) -> Planes:
         """As :meth:`Bmm.window`; each position's products are a new tensor."""
         slots, rows, c = frames + self.kt - 1, v.shape[2], v.shape[3]
         gh, gw = (rows // 16, 16) if rows % 16 == 0 else (rows, 1)  # oneDNN is slow on thin grids
         outs = []
-        for q in range(16):
+        for q, kernel in enumerate(self.kernels):
             grid = v[q, :slots].view(1, slots, gh, gw, c).permute(0, 4, 1, 2, 3)  # channels-last input
-            y = F.conv3d(grid, self.kernels[q])
+            y = F.conv3d(grid, kernel)
             outs.append(y.contiguous(memory_format=torch.channels_last_3d))  # a no-op: oneDNN keeps the layout
         return Planes(plane_pointers(outs), outs)
 
@@ -124,7 +126,7 @@ class Linear:
         """As :meth:`Bmm.window`; each position's products are a new (frames * rows, co) tensor."""
         rows, c = v.shape[2], v.shape[3]
         outs = []
-        for q in range(16):
+        for q in range(self.u.shape[1]):
             y = self.linear(v[q, :frames].reshape(frames * rows, c), self.u[0, q], None, "none", [], "")
             for k in range(1, self.kt):
                 y = self.linear_add(v[q, k : k + frames].reshape(frames * rows, c), y, self.u[k, q], None, "add")
@@ -132,7 +134,7 @@ class Linear:
         return Planes(plane_pointers(outs), outs)
 
 
-#: the backends by name; each is made with the transformed filters ``u`` (kt, 16, co, C_in) of a block
+#: the backends by name; each is made with the transformed filters ``u`` (kt, P, co, C_in) of a block
 #: of output channels and the products buffer (which :class:`Conv` and :class:`Linear` do not need)
 BACKENDS: dict[str, type[Bmm] | type[Conv] | type[Linear]] = {"bmm": Bmm, "conv": Conv}
 if _onednn_linear() is not None:
@@ -161,25 +163,26 @@ def verdict() -> dict:
     Measured once per machine and remembered next to the compiled kernels (keyed by CPU and torch
     version, under a file lock), so that every process on a machine computes the same numbers: the
     backends round differently, and a dataset's latents must not depend on which process, or which
-    run after a resume, encoded them. Pin the variable for identical latents across a fleet.
+    run after a resume, encoded them. Pin the variable for identical latents across a fleet. The
+    measurement runs in a fresh interpreter (:func:`_measure_fresh`).
     """
     forced = os.environ.get("WFVAE_WINOGRAD_PRODUCTS", "")
     if forced in (*BACKENDS, "direct"):
         return {"backend": None if forced == "direct" else forced, "source": "pinned"}
-    path = native.cache_dir() / f"winograd-products-v4-{native.machine_key()}.json"
+    path = native.cache_dir() / f"winograd-products-v5-{native.machine_key()}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a process measuring now: wait for its verdict
             if path.exists():
                 return {**json.loads(path.read_text()), "source": "cached", "path": str(path)}
-            found = _measure()
+            found = _measure_fresh()
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(found))
             os.replace(tmp, path)
             return {**found, "source": "measured", "path": str(path)}
     except (OSError, ValueError, KeyError):  # an unwritable or damaged cache: decide for this process
-        return {**_measure(), "source": "uncached"}
+        return {**_measure_fresh(), "source": "uncached"}
 
 
 #: a Winograd backend is chosen only when its whole-layer time beats the direct convolution's by this
@@ -244,6 +247,21 @@ def _calibration_runs(layer: tuple[int, int, int, int]) -> dict:
         for name in BACKENDS:
             runs[name] = lambda name=name: winograd.conv3x3(parts, w, backend_name=name)
     return runs
+
+
+def _measure_fresh() -> dict:
+    """:func:`_measure` in a new interpreter, or here if that cannot run.
+
+    The peaks depend on what the measuring process ran before: a process that already ran oneDNN
+    convolutions has grown its scratchpad, so the direct driver's peak came out 8.7 MB in ``wfvae info``
+    (after a model's summary) against 22.6 MB in a fresh process on the same machine, which flipped the
+    memory rule of :func:`decide`. A fresh interpreter measures the same figures whoever asks first."""
+    code = "import json; from wfvae_cli.model.fastconv import products; print(json.dumps(products._measure()))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return _measure()
 
 
 def _measure() -> dict:
