@@ -65,6 +65,19 @@ def test_fast_adds_a_large_quick_object_and_at_zero_changes_nothing():
     assert max(gains) > 5  # frame-to-frame change: something large crossed the frame fast
 
 
+def test_still_shots_are_crossed_early_then_still_and_at_zero_change_nothing():
+    kw = dict(background="coffee", scale=1.0, cartoon=False, noise=0.0, crf=0)
+    args = (["coffee", "cat"], 17, (64, 64))
+    plain = render_scene(np.random.default_rng([5, 1]), *args, fast=0.3, **kw)
+    zero = render_scene(np.random.default_rng([5, 1]), *args, fast=0.3, still=0.0, **kw)
+    np.testing.assert_array_equal(plain, zero)  # older recipes render the clips they always did
+    for seed in range(4):
+        clip = render_scene(np.random.default_rng([5, seed]), *args, still=1.0, **kw).astype(int)
+        steps = np.abs(np.diff(clip, axis=0)).mean(axis=(1, 2, 3))
+        assert steps[:6].max() > 5  # a large object crossed early, fast
+        assert steps[-4:].max() == 0  # then nothing moves: a fixed camera, no objects, constant exposure
+
+
 def test_low_key_is_checked_in_the_recipe(tmp_path):
     bad = tmp_path / "r.toml"
     parent = Path("recipes/wfvae-tiny.toml").resolve()

