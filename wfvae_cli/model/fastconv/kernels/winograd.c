@@ -30,51 +30,86 @@ static void *scratch(size_t floats)
     return aligned_alloc(64, bytes ? bytes : 64);
 }
 
-/* G g G^T of every (o, c, k) filter. w: (co, ci, kt, 3, 3) contiguous; u: [k][16][co][ci].
- * Per output channel the taps are first transposed to (tap, c), so every step below is a contiguous
- * vector operation over c and every write a contiguous run of ci floats. */
-void wf_filter_transform(const float *w, int co, int ci, int kt, float *u)
+/* The 9 taps of filter (o, :, k) tap-major into wt (tap, c): every filter-transform step is then a
+ * contiguous vector operation over c. g points at tap 0 of channel 0; channels are kt * 9 floats apart. */
+static void taps_major(float *restrict wt, const float *restrict g, int ci, int kt)
+{
+    for (int c = 0; c < ci; c++)
+        for (int tap = 0; tap < 9; tap++) wt[tap * ci + c] = g[(long)c * kt * 9 + tap];
+}
+
+/* `rows` row buffers of srow floats, pixel -1 first: the zero padding pixels (left, and right of pixel w-1)
+ * are written once, the row itself is overwritten per tile row. */
+static float *padded_rows(int rows, long srow, int w, int c)
+{
+    float *s = scratch(rows * (size_t)srow);
+    for (int i = 0; i < rows; i++) {
+        memset(s + i * srow, 0, c * sizeof(float));
+        memset(s + i * srow + (long)(w + 1) * c, 0, (srow - (long)(w + 1) * c) * sizeof(float));
+    }
+    return s;
+}
+
+/* One filter tap set (o, :, k) through a tiling's G g G^T: wt its taps tap-major (tap, c), gt scratch,
+ * d where position 0 of (o, :) goes in u (position q at d + q * plane). */
+typedef void (*filter_fn)(float *d, long plane, const float *wt, float *gt, int ci);
+
+/* G g G^T of every (o, c, k) filter with `one` (positions per tile, gt_floats of scratch per channel).
+ * w: (co, ci, kt, 3, 3) contiguous; u: [k][positions][co][ci]. Per output channel the taps are first
+ * transposed to (tap, c), so every step is a contiguous vector operation over c and every write a
+ * contiguous run of ci floats. */
+static void filter_transform(const float *w, int co, int ci, int kt, float *u, int positions, int gt_floats,
+                             filter_fn one)
 {
     const long plane = (long)co * ci;
 #pragma omp parallel
     {
-        float *wt = scratch(9L * ci);  /* the 9 taps of (o, :, k), tap-major */
-        float *gt = scratch(12L * ci); /* G g: row i of column b at (3i + b) */
+        float *wt = scratch(9L * ci); /* the 9 taps of (o, :, k), tap-major */
+        float *gt = scratch((long)gt_floats * ci);
 #pragma omp for schedule(static)
-        for (int o = 0; o < co; o++) {
+        for (int o = 0; o < co; o++)
             for (int k = 0; k < kt; k++) {
-                const float *g = w + (long)o * ci * kt * 9 + (long)k * 9;
-                for (int c = 0; c < ci; c++)
-                    for (int tap = 0; tap < 9; tap++) wt[tap * ci + c] = g[(long)c * kt * 9 + tap];
-                for (int b = 0; b < 3; b++) {
-                    const float *restrict g0 = wt + b * ci, *restrict g1 = wt + (3 + b) * ci;
-                    const float *restrict g2 = wt + (6 + b) * ci;
-                    float *restrict t0 = gt + (0 + b) * ci, *restrict t1 = gt + (3 + b) * ci;
-                    float *restrict t2 = gt + (6 + b) * ci, *restrict t3 = gt + (9 + b) * ci;
-                    for (int c = 0; c < ci; c++) {
-                        float s = g0[c] + g2[c];
-                        t0[c] = g0[c];
-                        t1[c] = 0.5f * (s + g1[c]);
-                        t2[c] = 0.5f * (s - g1[c]);
-                        t3[c] = g2[c];
-                    }
-                }
-                for (int i = 0; i < 4; i++) {
-                    const float *restrict a0 = gt + (3 * i) * ci, *restrict a1 = a0 + ci, *restrict a2 = a0 + 2 * ci;
-                    float *restrict d = u + ((long)k * 16 + 4 * i) * plane + (long)o * ci;
-                    memcpy(d, a0, ci * sizeof(float));
-                    d += plane;
-                    for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) + a1[c]);
-                    d += plane;
-                    for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) - a1[c]);
-                    d += plane;
-                    memcpy(d, a2, ci * sizeof(float));
-                }
+                taps_major(wt, w + (long)o * ci * kt * 9 + (long)k * 9, ci, kt);
+                one(u + (long)k * positions * plane + (long)o * ci, plane, wt, gt, ci);
             }
-        }
         free(wt);
         free(gt);
     }
+}
+
+/* F(2x2, 3x3)'s G g G^T; gt: G g, row i of column b at (3i + b), 12 rows. */
+static void filter_tile2(float *u, long plane, const float *wt, float *gt, int ci)
+{
+    for (int b = 0; b < 3; b++) {
+        const float *restrict g0 = wt + b * ci, *restrict g1 = wt + (3 + b) * ci;
+        const float *restrict g2 = wt + (6 + b) * ci;
+        float *restrict t0 = gt + (0 + b) * ci, *restrict t1 = gt + (3 + b) * ci;
+        float *restrict t2 = gt + (6 + b) * ci, *restrict t3 = gt + (9 + b) * ci;
+        for (int c = 0; c < ci; c++) {
+            float s = g0[c] + g2[c];
+            t0[c] = g0[c];
+            t1[c] = 0.5f * (s + g1[c]);
+            t2[c] = 0.5f * (s - g1[c]);
+            t3[c] = g2[c];
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        const float *restrict a0 = gt + (3 * i) * ci, *restrict a1 = a0 + ci, *restrict a2 = a0 + 2 * ci;
+        float *restrict d = u + (4L * i) * plane;
+        memcpy(d, a0, ci * sizeof(float));
+        d += plane;
+        for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) + a1[c]);
+        d += plane;
+        for (int c = 0; c < ci; c++) d[c] = 0.5f * ((a0[c] + a2[c]) - a1[c]);
+        d += plane;
+        memcpy(d, a2, ci * sizeof(float));
+    }
+}
+
+/* G g G^T of every (o, c, k) filter. w: (co, ci, kt, 3, 3) contiguous; u: [k][16][co][ci]. */
+void wf_filter_transform(const float *w, int co, int ci, int kt, float *u)
+{
+    filter_transform(w, co, ci, kt, u, 16, 12, filter_tile2);
 }
 
 /* exp(x) for |x| <= 88, vectorisable: 2^n * p(r) with x = n ln2 + r (Cody-Waite), |r| <= ln2/2,
@@ -115,6 +150,26 @@ static void norm_silu_row(float *restrict dst, const float *restrict src, int n,
     }
 }
 
+/* Image row y of a frame as the convolution reads it: NULL outside the image (zero padding), the row
+ * itself, or with gamma its silu(layer_norm) in slot (y & mask) of nrm, computed only if that slot does not
+ * hold it already (tag[slot]: the frame's first row index `base` plus y), so that consecutive tile rows of
+ * a thread, which share two image rows, normalise each row once. */
+static const float *input_row(const float *frame, long base, int y, int h, int w, int c, const float *gamma,
+                              const float *beta, float eps, float *nrm, long *tag, int mask)
+{
+    if (y < 0 || y >= h)
+        return NULL;
+    const long row = (long)w * c;
+    if (!gamma)
+        return frame + (long)y * row;
+    float *slot = nrm + (y & mask) * row;
+    if (tag[y & mask] != base + y) {
+        norm_silu_row(slot, frame + (long)y * row, w, c, gamma, beta, eps);
+        tag[y & mask] = base + y;
+    }
+    return slot;
+}
+
 /* dst = ca*a + cb*b over n floats; a NULL row is zero (the convolution's zero padding). */
 static void combine_rows(float *restrict dst, const float *restrict a, float ca, const float *restrict b, float cb,
                          long n)
@@ -146,32 +201,17 @@ void wf_input_transform(const float *const *frames, int n, int h, int w, int c, 
     const int items = n * nty;
 #pragma omp parallel
     {
-        float *s = scratch(4 * (size_t)srow);
+        float *s = padded_rows(4, srow, w, c);
         /* normalised rows, image row y in slot y & 3 (tag: frame and row), so that consecutive tile rows
            of a thread, which share two image rows, normalise each row once */
         float *nrm = gamma ? scratch(4 * (size_t)row) : NULL;
         long tag[4] = {-1, -1, -1, -1};
-        for (int i = 0; i < 4; i++) { /* the padding pixels stay zero; the row itself is overwritten */
-            memset(s + i * srow, 0, c * sizeof(float));
-            memset(s + i * srow + (long)(w + 1) * c, 0, (srow - (long)(w + 1) * c) * sizeof(float));
-        }
 #pragma omp for schedule(static)
         for (int it = 0; it < items; it++) {
             const int f = it / nty, t = it % nty, ty = ty0 + t;
             const float *d[4];
-            for (int r = 0; r < 4; r++) {
-                const int y = 2 * ty - 1 + r;
-                d[r] = (y >= 0 && y < h) ? frames[f] + (long)y * row : NULL;
-                if (d[r] && nrm) {
-                    float *slot = nrm + (y & 3) * row;
-                    const long want = (long)f * h + y;
-                    if (tag[y & 3] != want) {
-                        norm_silu_row(slot, d[r], w, c, gamma, beta, eps);
-                        tag[y & 3] = want;
-                    }
-                    d[r] = slot;
-                }
-            }
+            for (int r = 0; r < 4; r++)
+                d[r] = input_row(frames[f], (long)f * h, 2 * ty - 1 + r, h, w, c, gamma, beta, eps, nrm, tag, 3);
             for (int i = 0; i < 4; i++) /* every row of B^T has exactly two non-zero entries */
                 combine_rows(s + i * srow + c, d[first[i]], cfirst[i], d[second[i]], csecond[i], row);
             for (int i = 0; i < 4; i++) {
@@ -193,6 +233,18 @@ void wf_input_transform(const float *const *frames, int n, int h, int w, int c, 
         free(s);
         free(nrm);
     }
+}
+
+/* One output pixel's co channels: y (+ bias) written into dst, or added to it (a residual). */
+static inline void store_pixel(float *restrict dst, float *restrict y, const float *restrict bias, int co,
+                               int accumulate)
+{
+    if (bias)
+        for (int k = 0; k < co; k++) y[k] += bias[k];
+    if (accumulate)
+        for (int k = 0; k < co; k++) dst[k] += y[k];
+    else
+        memcpy(dst, y, co * sizeof(float));
 }
 
 /* A^T m A of the products into the output frames, tile rows from ty0. planes[q] points at the products
@@ -235,12 +287,7 @@ void wf_output_transform(const float *const *planes, int n, int nty, int nw, int
                             for (int k = 0; k < co; k++) y[k] = a[k] + b[k] + c2[k];
                         else
                             for (int k = 0; k < co; k++) y[k] = b[k] - c2[k] - c3[k];
-                        if (bias)
-                            for (int k = 0; k < co; k++) y[k] += bias[k];
-                        if (accumulate)
-                            for (int k = 0; k < co; k++) dst[k] += y[k];
-                        else
-                            memcpy(dst, y, co * sizeof(float));
+                        store_pixel(dst, y, bias, co, accumulate);
                     }
                 }
             }
@@ -282,64 +329,34 @@ static inline void g6(float *restrict o0, float *restrict o1, float *restrict o2
     }
 }
 
+/* F(4x4, 3x3)'s G g G^T; gt: G g, row i of column b at (3i + b), 18 rows. */
+static void filter_tile4(float *u, long plane, const float *wt, float *gt, int ci)
+{
+    const long st = 3L * ci;
+    for (int b = 0; b < 3; b++) { /* along the filter's rows: column b */
+        float *r = gt + (long)b * ci;
+        g6(r, r + st, r + 2 * st, r + 3 * st, r + 4 * st, r + 5 * st, wt + b * ci, wt + (3 + b) * ci, wt + (6 + b) * ci,
+           ci);
+    }
+    for (int i = 0; i < 6; i++) { /* along the columns of row i: positions 6i .. 6i + 5 */
+        float *d = u + (6L * i) * plane;
+        const float *a = gt + (3L * i) * ci;
+        g6(d, d + plane, d + 2 * plane, d + 3 * plane, d + 4 * plane, d + 5 * plane, a, a + ci, a + 2 * ci, ci);
+    }
+}
+
 /* G g G^T of every (o, c, k) filter. w: (co, ci, kt, 3, 3) contiguous; u: [k][36][co][ci]. */
 void wf4_filter_transform(const float *w, int co, int ci, int kt, float *u)
 {
-    const long plane = (long)co * ci;
-#pragma omp parallel
-    {
-        float *wt = scratch(9L * ci);  /* the 9 taps of (o, :, k), tap-major */
-        float *gt = scratch(18L * ci); /* G g: row i of column b at (3i + b) */
-#pragma omp for schedule(static)
-        for (int o = 0; o < co; o++) {
-            for (int k = 0; k < kt; k++) {
-                const float *g = w + (long)o * ci * kt * 9 + (long)k * 9;
-                for (int c = 0; c < ci; c++)
-                    for (int tap = 0; tap < 9; tap++) wt[tap * ci + c] = g[(long)c * kt * 9 + tap];
-                for (int b = 0; b < 3; b++) { /* along the filter's rows: column b */
-                    float *r = gt + (long)b * ci;
-                    const long st = 3L * ci;
-                    g6(r, r + st, r + 2 * st, r + 3 * st, r + 4 * st, r + 5 * st, wt + b * ci, wt + (3 + b) * ci,
-                       wt + (6 + b) * ci, ci);
-                }
-                for (int i = 0; i < 6; i++) { /* along the columns of row i: positions 6i .. 6i + 5 */
-                    float *d = u + ((long)k * 36 + 6 * i) * plane + (long)o * ci;
-                    const float *a = gt + (3L * i) * ci;
-                    g6(d, d + plane, d + 2 * plane, d + 3 * plane, d + 4 * plane, d + 5 * plane, a, a + ci, a + 2 * ci,
-                       ci);
-                }
-            }
-        }
-        free(wt);
-        free(gt);
-    }
+    filter_transform(w, co, ci, kt, u, 36, 18, filter_tile4);
 }
 
-/* B^T applied to six values d0 .. d5 of n floats each (rows, or pixels d0 + j * dj), into o0 + j * oj. */
-static inline void bt6(float *restrict o0, long oj, const float *restrict d0, long dj, long n)
+/* B^T applied to six values d0 .. d5 (n floats each: rows, or the pixels of a tile row) into o0 .. o5. */
+static inline void bt6(float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
+                       float *restrict o4, float *restrict o5, const float *restrict d0, const float *restrict d1,
+                       const float *restrict d2, const float *restrict d3, const float *restrict d4,
+                       const float *restrict d5, long n)
 {
-    const float *restrict d1 = d0 + dj, *restrict d2 = d1 + dj, *restrict d3 = d2 + dj;
-    const float *restrict d4 = d3 + dj, *restrict d5 = d4 + dj;
-    float *restrict o1 = o0 + oj, *restrict o2 = o1 + oj, *restrict o3 = o2 + oj;
-    float *restrict o4 = o3 + oj, *restrict o5 = o4 + oj;
-#pragma omp simd
-    for (long x = 0; x < n; x++) {
-        o0[x] = d0[x] - 1.5f * d1[x] - 2.0f * d2[x] + 1.5f * d3[x] + d4[x];
-        o1[x] = 0.5f * d2[x] - d1[x] + 2.5f * d3[x] + d4[x];
-        o2[x] = d1[x] - 2.5f * d2[x] + 0.5f * d3[x] + d4[x];
-        o3[x] = 2.0f * (d3[x] - d1[x]) - d2[x] + d4[x];
-        o4[x] = 0.5f * (d1[x] - d3[x]) - d2[x] + d4[x];
-        o5[x] = d1[x] - 1.5f * d2[x] - 2.0f * d3[x] + 1.5f * d4[x] + d5[x];
-    }
-}
-
-/* B^T applied to six rows anywhere (d[0..5], n floats each), into o + i * oi. */
-static inline void bt6_rows(float *restrict o0, long oi, const float *const *d, long n)
-{
-    const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2];
-    const float *restrict d3 = d[3], *restrict d4 = d[4], *restrict d5 = d[5];
-    float *restrict o1 = o0 + oi, *restrict o2 = o1 + oi, *restrict o3 = o2 + oi;
-    float *restrict o4 = o3 + oi, *restrict o5 = o4 + oi;
 #pragma omp simd
     for (long x = 0; x < n; x++) {
         o0[x] = d0[x] - 1.5f * d1[x] - 2.0f * d2[x] + 1.5f * d3[x] + d4[x];
@@ -364,37 +381,29 @@ void wf4_input_transform(const float *const *frames, int n, int h, int w, int c,
     const int items = n * nty;
 #pragma omp parallel
     {
-        float *s = scratch(6 * (size_t)srow);
+        float *s = padded_rows(6, srow, w, c);
         float *zero = scratch((size_t)row);
         float *nrm = gamma ? scratch(8 * (size_t)row) : NULL;
         long tag[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
         memset(zero, 0, row * sizeof(float));
-        for (int i = 0; i < 6; i++) { /* the padding pixels stay zero; the row itself is overwritten */
-            memset(s + i * srow, 0, c * sizeof(float));
-            memset(s + i * srow + (long)(w + 1) * c, 0, (srow - (long)(w + 1) * c) * sizeof(float));
-        }
 #pragma omp for schedule(static)
         for (int it = 0; it < items; it++) {
             const int f = it / nty, t = it % nty, ty = ty0 + t;
             const float *d[6];
             for (int r = 0; r < 6; r++) {
-                const int y = 4 * ty - 1 + r;
-                d[r] = (y >= 0 && y < h) ? frames[f] + (long)y * row : zero;
-                if (d[r] != zero && nrm) {
-                    float *slot = nrm + (y & 7) * row;
-                    const long want = (long)f * h + y;
-                    if (tag[y & 7] != want) {
-                        norm_silu_row(slot, d[r], w, c, gamma, beta, eps);
-                        tag[y & 7] = want;
-                    }
-                    d[r] = slot;
-                }
+                d[r] = input_row(frames[f], (long)f * h, 4 * ty - 1 + r, h, w, c, gamma, beta, eps, nrm, tag, 7);
+                d[r] = d[r] ? d[r] : zero;
             }
-            bt6_rows(s + c, srow, d, row); /* along H, whole rows */
+            float *r = s + c; /* along H, whole rows, into the row buffers (after their left padding pixel) */
+            bt6(r, r + srow, r + 2 * srow, r + 3 * srow, r + 4 * srow, r + 5 * srow, d[0], d[1], d[2], d[3], d[4],
+                d[5], row);
             for (int i = 0; i < 6; i++) { /* along W, tile by tile: positions 6i .. 6i + 5 */
-                const float *si = s + i * srow;
-                float *o = v + (6L * i) * plane + ((long)(f * nty + t) * nw) * c;
-                for (int x = 0; x < nw; x++) bt6(o + (long)x * c, plane, si + (4L * x) * c, c, c);
+                for (int x = 0; x < nw; x++) {
+                    const float *e = s + i * srow + (4L * x) * c;
+                    float *o = v + (6L * i) * plane + ((long)(f * nty + t) * nw + x) * c;
+                    bt6(o, o + plane, o + 2 * plane, o + 3 * plane, o + 4 * plane, o + 5 * plane, e, e + c, e + 2 * c,
+                        e + 3 * c, e + 4 * c, e + 5 * c, c);
+                }
             }
         }
         free(s);
@@ -449,14 +458,8 @@ void wf4_output_transform(const float *const *planes, int n, int nty, int nw, in
                     for (int vv = 0; vv < 4; vv++) {
                         const int xx = 4 * x + vv;
                         if (xx >= w) break;
-                        float *restrict src = y + (4L * u + vv) * co;
-                        float *restrict dst = frames[f] + ((long)yy * w + xx) * stride;
-                        if (bias)
-                            for (int k = 0; k < co; k++) src[k] += bias[k];
-                        if (accumulate)
-                            for (int k = 0; k < co; k++) dst[k] += src[k];
-                        else
-                            memcpy(dst, src, co * sizeof(float));
+                        store_pixel(frames[f] + ((long)yy * w + xx) * stride, y + (4L * u + vv) * co, bias, co,
+                                    accumulate);
                     }
                 }
             }
