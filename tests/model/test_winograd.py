@@ -198,6 +198,11 @@ def test_products_backend_is_measured_once_per_machine_or_forced(tmp_path, monke
             products.backend.cache_clear()
             assert products.backend() == (None if name == "direct" else name)
         monkeypatch.delenv("WFVAE_WINOGRAD_PRODUCTS")
+        monkeypatch.setenv(winograd.TILE_ENV, "2")  # a pinned tiling has a verdict of its own
+        monkeypatch.setattr(products, "_measure_fresh", lambda: {"backend": None, "seconds": {}})
+        assert products.verdict()["source"] == "measured"
+        assert len(list(tmp_path.glob("winograd-products-*-tile2.json"))) == 1
+        monkeypatch.delenv(winograd.TILE_ENV)
         found = products.verdict()  # the figures behind it, as `wfvae info --json` shows them
         assert found["source"] == "cached" and found["backend"] == first
         assert set(found["seconds"]) == set(found["peak_bytes"]) == {"direct", *products.BACKENDS}

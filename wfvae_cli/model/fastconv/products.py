@@ -169,7 +169,12 @@ def verdict() -> dict:
     forced = os.environ.get("WFVAE_WINOGRAD_PRODUCTS", "")
     if forced in (*BACKENDS, "direct"):
         return {"backend": None if forced == "direct" else forced, "source": "pinned"}
-    path = native.cache_dir() / f"winograd-products-v5-{native.machine_key()}.json"
+    from wfvae_cli.model.fastconv.winograd import TILE_ENV
+
+    # a pinned tiling calibrates differently: its own verdict (the default tiling keeps the plain name)
+    tile = os.environ.get(TILE_ENV, "")
+    suffix = f"-tile{tile}" if tile in ("2", "4") else ""
+    path = native.cache_dir() / f"winograd-products-v5-{native.machine_key()}{suffix}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
